@@ -1,0 +1,3 @@
+//! Rendering plans and tables for people and machines: text, JSON, Markdown, GitHub.
+
+pub mod style;

@@ -1,0 +1,3 @@
+//! Loading and validating cloud.yml and meltano.yml.
+
+pub mod model;
