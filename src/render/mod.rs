@@ -1,3 +1,4 @@
 //! Rendering plans and tables for people and machines: text, JSON, Markdown, GitHub.
 
+pub mod github;
 pub mod style;

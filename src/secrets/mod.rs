@@ -1,1 +1,2 @@
 //! (not yet built)
+pub mod decrypt;
