@@ -301,27 +301,33 @@ impl DecryptedFile {
     }
 }
 
-/// Finds a value by JSON pointer (`/a/b`) or dotted path (`a.b`). A dotted path first
-/// tries the whole path as one key, so flat keys that contain dots still resolve.
+/// Finds a value by JSON pointer (`/a/b`) or dotted path (`a.b`, list items by index:
+/// `hosts.0`), split into segments exactly as the metadata reader splits them.
 pub fn lookup_path<'v>(tree: &'v Value, key_path: &str) -> Option<&'v Value> {
-    if key_path.starts_with('/') {
-        return tree.pointer(key_path);
-    }
     if key_path.is_empty() {
         return None;
     }
-    if let Some(v) = tree.as_object().and_then(|m| m.get(key_path)) {
-        return Some(v);
-    }
     let mut current = tree;
-    for segment in key_path.split('.') {
+    for segment in split_key_path(key_path) {
         current = match current {
-            Value::Object(map) => map.get(segment)?,
+            Value::Object(map) => map.get(&segment)?,
             Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
             _ => return None,
         };
     }
     Some(current)
+}
+
+/// JSON pointer when the path starts with `/` (with `~1` and `~0` escapes), dotted
+/// otherwise.
+fn split_key_path(key_path: &str) -> Vec<String> {
+    match key_path.strip_prefix('/') {
+        Some(rest) => rest
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+        None => key_path.split('.').map(str::to_string).collect(),
+    }
 }
 
 /// Runs `sops decrypt --output-type json` on one file. `display` is the path shown to
@@ -350,9 +356,7 @@ pub async fn decrypt_file(
 
     let mut command = tokio::process::Command::new(&sops.program);
     command.arg("decrypt").arg("--output-type").arg("json");
-    if let Some(input_type) = input_type_for(path) {
-        command.arg("--input-type").arg(input_type);
-    }
+    command.arg("--input-type").arg(input_type_for(path));
     command
         .arg(path)
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
@@ -458,20 +462,21 @@ async fn read_zeroizing<R: tokio::io::AsyncRead + Unpin>(
     Ok(buf)
 }
 
-/// sops infers the format from the extension; name it explicitly for the ones we know so
-/// that e.g. `prod.sops.yml` and `app.env` are read the same way as the metadata reader.
-fn input_type_for(path: &Path) -> Option<&'static str> {
-    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-    [
-        (".yaml", "yaml"),
-        (".yml", "yaml"),
-        (".json", "json"),
-        (".env", "dotenv"),
-        (".ini", "ini"),
-    ]
-    .into_iter()
-    .find(|(suffix, _)| name.ends_with(suffix))
-    .map(|(_, kind)| kind)
+/// The format, named explicitly so that sops reads the file as the metadata reader does:
+/// `.json` JSON, `.env` dotenv, anything else YAML (sops would take unknown extensions
+/// as binary).
+fn input_type_for(path: &Path) -> &'static str {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".json") {
+        "json"
+    } else if name.ends_with(".env") {
+        "dotenv"
+    } else {
+        "yaml"
+    }
 }
 
 /// sops exit codes (sops/cmd/sops/codes).
@@ -825,11 +830,17 @@ mod tests {
 
     #[test]
     fn dotted_paths_and_pointers() {
-        let tree =
-            json!({"a": {"b": "x", "c.d": "y"}, "e.f": "z", "l": ["p", "q"], "s/t": {"~": "w"}});
+        let tree = json!({
+            "a": {"b": "x", "c.d": "y"},
+            "e.f": "z",
+            "e": {"f": "v"},
+            "l": ["p", "q"],
+            "s/t": {"~": "w"}
+        });
         assert_eq!(lookup_path(&tree, "a.b"), Some(&json!("x")));
         assert_eq!(lookup_path(&tree, "/a/b"), Some(&json!("x")));
-        assert_eq!(lookup_path(&tree, "e.f"), Some(&json!("z")));
+        assert_eq!(lookup_path(&tree, "e.f"), Some(&json!("v")));
+        assert_eq!(lookup_path(&tree, "/e.f"), Some(&json!("z")));
         assert_eq!(lookup_path(&tree, "l.1"), Some(&json!("q")));
         assert_eq!(lookup_path(&tree, "/l/0"), Some(&json!("p")));
         assert_eq!(lookup_path(&tree, "/s~1t/~0"), Some(&json!("w")));
@@ -902,10 +913,10 @@ mod tests {
 
     #[test]
     fn input_types_follow_extensions() {
-        assert_eq!(input_type_for(Path::new("a/prod.sops.yml")), Some("yaml"));
-        assert_eq!(input_type_for(Path::new("a.JSON")), Some("json"));
-        assert_eq!(input_type_for(Path::new(".env")), Some("dotenv"));
-        assert_eq!(input_type_for(Path::new("app.env")), Some("dotenv"));
-        assert_eq!(input_type_for(Path::new("blob")), None);
+        assert_eq!(input_type_for(Path::new("a/prod.sops.yml")), "yaml");
+        assert_eq!(input_type_for(Path::new("a.JSON")), "json");
+        assert_eq!(input_type_for(Path::new(".env")), "dotenv");
+        assert_eq!(input_type_for(Path::new("app.env")), "dotenv");
+        assert_eq!(input_type_for(Path::new("blob")), "yaml");
     }
 }

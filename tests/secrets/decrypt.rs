@@ -53,7 +53,7 @@ async fn decrypts_yaml_json_and_dotenv_once_per_file() {
             "secrets/extra.sops.json",
             "/warehouse/token",
         ),
-        req("DOTTED", "secrets/extra.sops.json", "a.b"),
+        req("DOTTED", "secrets/extra.sops.json", "/a.b"),
         req("API_KEY", "secrets/app.env", "API_KEY"),
     ];
     let values = decrypt_requests(fx.dir.path(), &requests, &sops)
