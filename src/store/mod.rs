@@ -10,6 +10,7 @@
 
 pub mod crypto;
 mod migrate;
+pub mod runs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
