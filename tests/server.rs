@@ -260,3 +260,14 @@ fn openapi_document_is_current() {
          (or run this test with MELTANO_CLOUD_UPDATE_SCHEMAS=1)"
     );
 }
+
+/// The `server` and `admin` command lines, pinned as text (tests/cmd/server/).
+/// Update with `TRYCMD=overwrite cargo test --test server cli_cases` and review the diff.
+#[test]
+fn cli_cases() {
+    trycmd::TestCases::new()
+        .register_bin("meltano-cloud", std::path::Path::new(BIN))
+        .env("NO_COLOR", "1")
+        .case("tests/cmd/server/*.toml")
+        .case("tests/cmd/server/*.md");
+}
