@@ -44,6 +44,9 @@ on_both_stores!(
     deployment_follows_new_commit,
     secrets_encrypted_at_rest,
     restart_keeps_state,
+    seed_and_snapshot,
+    simulated_latency_and_faults,
+    load_200_clients,
 );
 
 /// A server started with another key than the database's is refused with a clear message.

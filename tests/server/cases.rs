@@ -1170,3 +1170,225 @@ pub async fn restart_keeps_state(store: Store) {
     assert_eq!(snap["revision"], 1);
     assert_eq!(snap["secrets"][0]["name"], "A");
 }
+
+/// `admin seed` fills a project in one transaction (one revision).
+pub async fn seed_and_snapshot(store: Store) {
+    let repo = TestRepo::new();
+    let server = start(store);
+    let (org, pid, token) = server.bootstrap(&repo);
+    server.admin(&[
+        "seed",
+        "--org",
+        &org,
+        "--project",
+        "jaffle-shop",
+        "--deployments",
+        "12",
+        "--schedules",
+        "7",
+        "--secrets",
+        "30",
+    ]);
+    let api = Api::new(&server, &token);
+    let (_, snap) = api.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    assert_eq!(snap["revision"], 1);
+    let deps = snap["deployments"].as_array().unwrap();
+    assert_eq!(deps.len(), 12);
+    assert!(
+        deps.iter()
+            .all(|d| d["schedules"].as_array().unwrap().len() == 7)
+    );
+    assert_eq!(snap["secrets"].as_array().unwrap().len(), 30);
+    // seeding again collides with the generated names and changes nothing
+    let out = server.admin_output(&[
+        "seed",
+        "--org",
+        &org,
+        "--project",
+        &pid,
+        "--deployments",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(api.revision(&org, &pid).await, 1);
+}
+
+/// `--simulate-latency` and `--simulate-faults` make the server slow and flaky on purpose.
+pub async fn simulated_latency_and_faults(store: Store) {
+    let repo = TestRepo::new();
+    let server = TestServer::start(
+        store,
+        ServerOptions::new().args([
+            "--simulate-latency",
+            "120ms",
+            "--simulate-faults",
+            "PUT:/schedules/*=1@503,DELETE:/secrets/*=1@drop",
+        ]),
+    );
+    let (org, pid, token) = server.bootstrap(&repo);
+    let api = Api::new(&server, &token);
+    let started = std::time::Instant::now();
+    let (s, _) = api
+        .post(
+            &format!("/deployments/v1/{org}/{pid}/prod"),
+            deploy_body("prod", "main"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(
+        started.elapsed() >= Duration::from_millis(120),
+        "latency is added"
+    );
+
+    // 503 without doing anything
+    let (s, e) = api
+        .put(
+            &format!("/schedules/v1/{org}/{pid}/prod/daily-refresh/enabled"),
+            json!(true),
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(e["detail"], "simulated fault");
+    let (_, one) = api
+        .get(&format!("/schedules/v1/{org}/{pid}/prod/daily-refresh"))
+        .await;
+    assert_eq!(one["enabled"], false);
+
+    // dropped connection after the request was done: the caller sees an error, the change happened
+    api.put(
+        &format!("/secrets/v1/{org}/{pid}/"),
+        json!({"name": "A", "value": "1"}),
+    )
+    .await;
+    let result = client(&token)
+        .delete(format!("{}/secrets/v1/{org}/{pid}/A", server.url()))
+        .send()
+        .await;
+    let failed = match result {
+        Err(_) => true,
+        Ok(resp) => resp.bytes().await.is_err(),
+    };
+    assert!(failed, "the answer must be lost");
+    let (_, list) = api.get(&format!("/secrets/v1/{org}/{pid}/")).await;
+    assert_eq!(list["results"], json!([]));
+    assert!(server.logs().contains("simulated fault"));
+}
+
+/// 200 concurrent clients read snapshots and write for a bounded time: only designed
+/// contention answers (409 on the lock) fail, and the revision equals the number of
+/// successful mutations.
+pub async fn load_200_clients(store: Store) {
+    let seconds: u64 = std::env::var("MELTANO_CLOUD_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    const CLIENTS: usize = 200;
+    let repo = TestRepo::new();
+    let server = start(store);
+    let (org, pid, token) = server.bootstrap(&repo);
+    // 10 deployments x 20 schedules: every client owns one schedule and flips it, so each
+    // of its writes is a real change.
+    server.admin(&[
+        "seed",
+        "--org",
+        &org,
+        "--project",
+        &pid,
+        "--deployments",
+        "10",
+        "--schedules",
+        "20",
+        "--secrets",
+        "50",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let http = client(&token);
+        let base = server.url().to_string();
+        let (org, pid) = (org.clone(), pid.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mutations = 0u64;
+            let mut reads = 0u64;
+            let mut conflicts = 0u64;
+            let mut enabled = false;
+            let dep = format!("deploy-{:04}", i / 20);
+            let sch = format!("schedule-{:03}", i % 20);
+            let mut n = 0u64;
+            while std::time::Instant::now() < deadline {
+                n += 1;
+                let status = match n % 4 {
+                    0 | 2 => {
+                        reads += 1;
+                        let r = http.get(format!("{base}/gitops/v1/{org}/{pid}/snapshot")).send().await.unwrap();
+                        let status = r.status();
+                        let body: Value = r.json().await.unwrap();
+                        assert!(body["revision"].as_i64().unwrap() >= 1);
+                        status
+                    }
+                    1 => {
+                        enabled = !enabled;
+                        let r = http
+                            .put(format!("{base}/schedules/v1/{org}/{pid}/{dep}/{sch}/enabled"))
+                            .json(&enabled)
+                            .send()
+                            .await
+                            .unwrap();
+                        if r.status().is_success() {
+                            mutations += 1;
+                        }
+                        r.status()
+                    }
+                    _ if i % 10 == 0 => {
+                        let r = http
+                            .post(format!("{base}/gitops/v1/{org}/{pid}/lock"))
+                            .json(&json!({"lock_id": format!("c{i}-{n}"), "holder": format!("client {i}"), "operation": "load", "ttl_seconds": 1}))
+                            .send()
+                            .await
+                            .unwrap();
+                        if r.status() == StatusCode::OK {
+                            http.delete(format!("{base}/gitops/v1/{org}/{pid}/lock/c{i}-{n}")).send().await.unwrap();
+                        } else if r.status() == StatusCode::CONFLICT {
+                            conflicts += 1;
+                            continue;
+                        }
+                        r.status()
+                    }
+                    _ => {
+                        let r = http
+                            .put(format!("{base}/secrets/v1/{org}/{pid}/"))
+                            .json(&json!({"name": format!("LOAD_{i}"), "value": format!("v{n}")}))
+                            .send()
+                            .await
+                            .unwrap();
+                        if r.status().is_success() {
+                            mutations += 1;
+                        }
+                        r.status()
+                    }
+                };
+                assert!(status.is_success(), "client {i}: unexpected {status}");
+            }
+            (mutations, reads, conflicts)
+        }));
+    }
+    let (mut mutations, mut reads, mut conflicts) = (0, 0, 0);
+    for t in tasks {
+        let (m, r, c) = t.await.expect("client task");
+        mutations += m;
+        reads += r;
+        conflicts += c;
+    }
+    let api = Api::new(&server, &token);
+    let revision = api.revision(&org, &pid).await;
+    println!(
+        "{store:?}: {CLIENTS} clients, {seconds} s: {reads} snapshot reads, {mutations} mutations, {conflicts} lock conflicts, {:.0} requests/s",
+        (reads + mutations + conflicts) as f64 / seconds as f64
+    );
+    assert!(mutations > 0 && reads > 0);
+    assert_eq!(
+        revision,
+        1 + mutations as i64,
+        "revision counts every mutation exactly once"
+    );
+}
