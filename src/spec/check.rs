@@ -122,7 +122,11 @@ fn check_document(
     if schema_errors > 0 {
         return None;
     }
-    let cloud: CloudFile = match serde_json::from_value(doc.value.clone()) {
+    let mut value = doc.value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|k, _| !k.starts_with("x-"));
+    }
+    let cloud: CloudFile = match serde_json::from_value(value) {
         Ok(c) => c,
         Err(e) => {
             let d = cx

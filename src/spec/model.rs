@@ -19,13 +19,22 @@ pub const RESERVED_SECRET_NAMES: &[&str] = &["GIT_SSH_PRIVATE_KEY"];
 
 /// A Meltano project's cloud setup: its deployments, the schedules enabled on each, and the
 /// secrets its runs need. Checked by `meltano-cloud validate`; applied by `meltano-cloud plan`
-/// and `meltano-cloud apply`.
+/// and `meltano-cloud apply`. Top-level keys starting with `x-` are ignored, so they can
+/// hold YAML anchors shared by several entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "meltano-cloud cloud.yml",
     example = example_cloud_file(),
-    extend("$id" = "https://github.com/meltano-cloud/meltano-cloud/raw/main/schema/cloud.schema.json")
+    extend(
+        "$id" = "https://github.com/meltano-cloud/meltano-cloud/raw/main/schema/cloud.schema.json",
+        "patternProperties" = {
+            "^x-": {
+                "title": "Extension field",
+                "description": "Ignored by meltano-cloud: a place for YAML anchors shared by several entries, e.g. `x-defaults: &defaults {git_rev: main}` merged with `<<: *defaults`."
+            }
+        }
+    )
 )]
 pub struct CloudFile {
     /// Format version of this file. Always `1`.
@@ -50,8 +59,9 @@ pub struct CloudFile {
     pub deployments: BTreeMap<String, DeploymentSpec>,
     /// Project-wide secrets by environment-variable name, each a reference to one value in a
     /// sops-encrypted file. Runs of every deployment get them as environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(
+        with = "Option<BTreeMap<String, SecretRef>>",
         title = "Secrets",
         example = example_secrets(),
         extend("propertyNames" = {"pattern": SECRET_NAME_PATTERN})
@@ -62,6 +72,15 @@ pub struct CloudFile {
     #[serde(default)]
     #[schemars(title = "Prune", example = Prune { deployments: true, secrets: false })]
     pub prune: Prune,
+}
+
+/// Accepts `null` (a key whose entries are all commented out) as the empty value.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 pub fn default_meltano_project() -> String {
@@ -84,9 +103,10 @@ pub struct DeploymentSpec {
     #[schemars(title = "Git revision", length(min = 1), example = &"main", example = &"v1.4.0")]
     pub git_rev: String,
     /// Names of the meltano.yml schedules enabled on this deployment; every other schedule
-    /// is disabled on it.
-    #[serde(default)]
+    /// is disabled on it. Empty (or left with only comments) enables none.
+    #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(
+        with = "Option<Vec<String>>",
         title = "Enabled schedules",
         example = vec!["daily-refresh", "hourly-sync"],
         extend("uniqueItems" = true)
