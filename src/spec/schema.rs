@@ -10,7 +10,32 @@ use super::model::CloudFile;
 /// The schema as a JSON value.
 pub fn cloud_schema() -> Value {
     let schema = schemars::SchemaGenerator::default().into_root_schema_for::<CloudFile>();
-    schema.to_value()
+    // Identification first, definitions last: easier to read in the committed file.
+    let order = [
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "type",
+        "required",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "examples",
+    ];
+    match schema.to_value() {
+        Value::Object(mut map) => {
+            let mut out = serde_json::Map::new();
+            for key in order {
+                if let Some(v) = map.remove(key) {
+                    out.insert(key.to_string(), v);
+                }
+            }
+            out.extend(map);
+            Value::Object(out)
+        }
+        other => other,
+    }
 }
 
 /// The schema as committed: pretty JSON with a final newline.
