@@ -82,6 +82,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
                 if !global.quiet {
                     println!("{} is valid: {}", path.display(), summary(spec.as_ref()));
                 }
+            } else if diagnostics.iter().any(|d| d.code == "spec::read") {
+                let _ = writeln!(err, "error: could not validate {}", path.display());
             } else {
                 let _ = writeln!(
                     err,
