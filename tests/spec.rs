@@ -42,3 +42,43 @@ fn examples_reference_the_committed_schema() {
         assert!(!spec.secrets.is_empty());
     }
 }
+
+/// An independent validator (check-jsonschema, Python) agrees: the schema is valid 2020-12,
+/// the examples conform, and a misspelled field is rejected.
+#[test]
+fn check_jsonschema_agrees() {
+    let bin = std::env::var("CHECK_JSONSCHEMA_BIN").unwrap_or_else(|_| {
+        panic!(
+            "CHECK_JSONSCHEMA_BIN is not set: run `bash .ci/setup.sh` and `source .tools/tools.env`"
+        )
+    });
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {bin}: {e}: run `bash .ci/setup.sh` and `source .tools/tools.env`"
+                )
+            });
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, out) = run(&["--check-metaschema", "schema/cloud.schema.json"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&[
+        "--schemafile",
+        "schema/cloud.schema.json",
+        "examples/jaffle-shop/cloud.yml",
+        "examples/acme-analytics/cloud.yml",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&[
+        "--schemafile",
+        "schema/cloud.schema.json",
+        "tests/cmd/spec/fixture/unknown-field.yml",
+    ]);
+    assert!(!ok && out.contains("'schedule' was unexpected"), "{out}");
+}
