@@ -87,13 +87,11 @@ pub fn default_meltano_project() -> String {
     ".".to_string()
 }
 
-/// Deployment
-///
 /// One deployment: a Meltano environment tracking a git revision, with the schedules
 /// enabled on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = example_deployment())]
+#[schemars(title = "Deployment", example = example_deployment())]
 pub struct DeploymentSpec {
     /// Meltano environment the deployment runs in; must be one of the `environments` in
     /// meltano.yml.
@@ -118,13 +116,11 @@ pub struct DeploymentSpec {
     pub protected: bool,
 }
 
-/// Secret reference
-///
 /// A reference to one value in a sops-encrypted file. Only the key names are read by
 /// `validate` and `plan`; `apply` decrypts with the keys in the environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = example_secret())]
+#[schemars(title = "Secret reference", example = example_secret())]
 pub struct SecretRef {
     /// Path of the sops-encrypted file (YAML, JSON or dotenv), relative to cloud.yml.
     #[schemars(title = "sops file", length(min = 1), example = &"secrets/prod.sops.yaml")]
@@ -142,12 +138,10 @@ pub struct SecretRef {
     pub key: Option<String>,
 }
 
-/// Prune
-///
 /// Opt-in deletion of remote objects that this file does not declare.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = Prune::default())]
+#[schemars(title = "Prune", example = Prune::default())]
 pub struct Prune {
     /// Delete deployments that are not declared (never protected ones).
     #[serde(default)]

@@ -107,12 +107,12 @@ pub fn fields_at(root: &Value, pointer: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The description of the property at `pointer`.
+/// The description of the property at `pointer`, on one line.
 pub fn description_at(root: &Value, pointer: &str) -> Option<String> {
     schema_at(root, pointer)
         .and_then(|s| s.get("description"))
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
