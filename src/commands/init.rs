@@ -202,9 +202,24 @@ pub fn render_cloud_yml(project: &MeltanoProject, name: &str, args: &Args) -> St
             .map(|s| s.name.len())
             .max()
             .unwrap_or(0);
+        let mut used: Vec<String> = Vec::new();
         for env in &project.environments {
             let protected = matches!(env.as_str(), "prod" | "production" | "prd");
-            let _ = writeln!(out, "  {}:", deployment_name(env));
+            // Environments that differ only in case or punctuation get distinct names.
+            let base = deployment_name(env);
+            let base = if base.is_empty() {
+                "deployment".to_string()
+            } else {
+                base
+            };
+            let mut name = base.clone();
+            let mut n = 2;
+            while used.contains(&name) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            used.push(name.clone());
+            let _ = writeln!(out, "  {}:", yaml_str(&name));
             let _ = writeln!(out, "    environment: {}", yaml_str(env));
             let _ = writeln!(
                 out,
