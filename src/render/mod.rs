@@ -1,3 +1,4 @@
 //! Rendering plans and tables for people and machines: text, JSON, Markdown, GitHub.
 
+pub mod plan;
 pub mod style;
