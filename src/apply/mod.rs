@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod client_effects;
+pub mod lock;
+
 use futures::StreamExt;
 use zeroize::Zeroizing;
 

@@ -47,3 +47,64 @@ pub struct MeltanoSchedule {
 
 /// Secret names the planner never deletes: the control plane's own clone key.
 pub const RESERVED_SECRETS: &[&str] = &["GIT_SSH_PRIVATE_KEY"];
+
+impl DesiredState {
+    /// The desired state of a loaded cloud.yml, with `commits` mapping each tracked git_rev
+    /// to the commit it resolves to (see [`super::git::resolve_revs`]).
+    pub fn from_spec(
+        spec: &crate::spec::LoadedSpec,
+        commits: &BTreeMap<String, Option<String>>,
+    ) -> DesiredState {
+        let cloud = &spec.cloud;
+        DesiredState {
+            deployments: cloud
+                .deployments
+                .iter()
+                .map(|(name, d)| {
+                    (
+                        name.clone(),
+                        DesiredDeployment {
+                            name: name.clone(),
+                            environment: d.environment.clone(),
+                            git_rev: d.git_rev.clone(),
+                            commit: commits.get(&d.git_rev).cloned().flatten(),
+                            schedules: d.schedules.iter().cloned().collect(),
+                            protected: d.protected,
+                        },
+                    )
+                })
+                .collect(),
+            secrets: spec
+                .secrets
+                .iter()
+                .map(|(name, e)| {
+                    (
+                        name.clone(),
+                        DesiredSecret {
+                            name: name.clone(),
+                            file: e.file.to_string_lossy().replace('\\', "/"),
+                            key_path: e.key_path.clone(),
+                            fingerprint: e.fingerprint.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            meltano_schedules: spec
+                .meltano
+                .schedules
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        MeltanoSchedule {
+                            name: s.name.clone(),
+                            interval: s.interval.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            prune_deployments: cloud.prune.deployments,
+            prune_secrets: cloud.prune.secrets,
+        }
+    }
+}

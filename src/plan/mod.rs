@@ -2,6 +2,7 @@
 //! snapshot, and saved plan files.
 
 pub mod desired;
+pub mod git;
 pub mod model;
 pub mod planner;
 pub mod saved;
