@@ -106,7 +106,9 @@ pub enum ApplyError {
     #[error("--target, --destroy and --allow-destroy-all cannot be combined with a saved plan")]
     #[diagnostic(
         code(apply::planning_flags),
-        help("pass them to `meltano-cloud plan -o FILE` instead; a saved plan is applied as it is")
+        help(
+            "pass them to `meltano-cloud plan -o FILE` instead; a saved plan is applied as it is"
+        )
     )]
     PlanningFlags,
 
@@ -140,7 +142,9 @@ pub enum ApplyError {
     #[error("cannot read {file} to check the value of {name}: {detail}")]
     #[diagnostic(
         code(apply::secret_unreadable),
-        help("run apply from the folder of cloud.yml (or pass --file) so the sops files are found")
+        help(
+            "run apply from the folder of cloud.yml (or pass --file) so the sops files are found"
+        )
     )]
     SecretUnreadable {
         name: String,
@@ -180,25 +184,45 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
     }
 }
 
-fn refuse_local_in_ci(global: &GlobalArgs, target: &Target) -> miette::Result<()> {
-    if in_ci() && target.local && global.api_url.as_deref().map(str::trim) != Some("local") {
-        return Err(ApplyError::LocalInCi.into());
+/// In CI, an apply must name its control plane: falling back to the local one would apply
+/// to a throwaway database and report success.
+fn refuse_local_in_ci(global: &GlobalArgs) -> miette::Result<()> {
+    if !in_ci() {
+        return Ok(());
     }
-    Ok(())
+    let named = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+    if named(global.api_url.as_deref()) {
+        return Ok(());
+    }
+    let configured = crate::settings::settings_path(global.config_path.as_deref())
+        .ok()
+        .and_then(|p| crate::settings::Settings::load(&p).ok())
+        .map(|s| s.with_env_overrides())
+        .is_some_and(|s| named(s.base_url.as_deref()));
+    if configured {
+        return Ok(());
+    }
+    Err(ApplyError::LocalInCi.into())
 }
 
 async fn apply_fresh(global: &GlobalArgs, args: &Args) -> miette::Result<ExitCode> {
+    refuse_local_in_ci(global)?;
     let desired = plan_cmd::load_desired(global).await?;
     let target = plan_cmd::connect(global, &desired).await?;
-    refuse_local_in_ci(global, &target)?;
     let pid = target.project()?.project_id.clone();
     if !args.auto_approve && !std::io::stdin().is_terminal() {
         return Err(ApplyError::NotATerminal.into());
     }
     plan_cmd::warn_targets(&args.planning.targets);
 
-    let lock = HeldLock::acquire(&target.client, &target.org, &pid, "apply", args.lock_timeout)
-        .await?;
+    let lock = HeldLock::acquire(
+        &target.client,
+        &target.org,
+        &pid,
+        "apply",
+        args.lock_timeout,
+    )
+    .await?;
     let result = async {
         let snapshot = target.client.snapshot(&target.org, &pid).await?;
         let plan = crate::plan::plan(&desired.state, &snapshot, &args.planning.options())?;
@@ -232,8 +256,8 @@ async fn apply_saved(global: &GlobalArgs, args: &Args, file: &Path) -> miette::R
         return Err(ApplyError::PlanningFlags.into());
     }
     let saved = SavedPlan::read(file)?;
+    refuse_local_in_ci(global)?;
     let target = target::connect(global, Some(&saved.project_name)).await?;
-    refuse_local_in_ci(global, &target)?;
     let project = target.project()?.clone();
     if project.project_id != saved.project_id {
         return Err(ApplyError::WrongProject {
@@ -245,8 +269,14 @@ async fn apply_saved(global: &GlobalArgs, args: &Args, file: &Path) -> miette::R
         .into());
     }
     let pid = project.project_id.clone();
-    let lock = HeldLock::acquire(&target.client, &target.org, &pid, "apply", args.lock_timeout)
-        .await?;
+    let lock = HeldLock::acquire(
+        &target.client,
+        &target.org,
+        &pid,
+        "apply",
+        args.lock_timeout,
+    )
+    .await?;
     let result = async {
         let snapshot = target.client.snapshot(&target.org, &pid).await?;
         if snapshot.revision != saved.revision {
@@ -459,12 +489,7 @@ async fn execute(
 
 /// `Apply complete! ...`, or the list of what was and was not applied.
 pub fn summary(report: &Report) -> String {
-    let of = |a: Action| {
-        report
-            .applied()
-            .filter(|r| r.action == a)
-            .count()
-    };
+    let of = |a: Action| report.applied().filter(|r| r.action == a).count();
     if report.succeeded() {
         return format!(
             "\nApply complete! Changes: {} added, {} changed, {} destroyed.\n",
