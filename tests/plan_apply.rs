@@ -1,5 +1,10 @@
 //! Plan and apply: rendering pinned by trycmd cases (tests/cmd/plan/), and end-to-end runs
-//! against a real control plane.
+//! of the real binary against a real control plane on 127.0.0.1 (SQLite and PostgreSQL).
+
+mod support;
+
+#[path = "plan_apply/e2e.rs"]
+mod e2e;
 
 #[test]
 fn cli_cases() {
