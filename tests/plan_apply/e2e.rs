@@ -607,3 +607,152 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
         "{plan}"
     );
 }
+
+fn tool(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: {}", crate::support::SETUP_HINT))
+}
+
+#[test]
+fn secrets_are_planned_without_a_key_and_applied_with_it() {
+    let env = Env::new(Store::Sqlite);
+    let sops = tool("SOPS_BIN");
+    let key = env.home.path().join("age-key.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .expect("age-keygen (install age)");
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&key).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("public key")
+        .to_string();
+
+    std::fs::create_dir_all(env.path("secrets")).unwrap();
+    let plain = env.home.path().join("plain.yaml");
+    std::fs::write(&plain, "tap_gitlab:\n    password: planted-Secret-Value-1\nTARGET_SNOWFLAKE_PASSWORD: planted-Secret-Value-2\n").unwrap();
+    let out = Command::new(&sops)
+        .args([
+            "encrypt",
+            "--age",
+            &recipient,
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+        ])
+        .arg(&plain)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(env.path("secrets/prod.sops.yaml"), &out.stdout).unwrap();
+    env.write(
+        "cloud.yml",
+        &format!("{CLOUD_YML}secrets:\n  TAP_GITLAB_PASSWORD: {{ sops: secrets/prod.sops.yaml, key: tap_gitlab.password }}\n  TARGET_SNOWFLAKE_PASSWORD: {{ sops: secrets/prod.sops.yaml }}\n"),
+    );
+
+    // Planning needs no key.
+    let planfile = env.path("plan.json");
+    let plan = env.expect(&["plan", "-o", planfile.to_str().unwrap()], 0);
+    assert!(
+        plan.contains("  # secret.TAP_GITLAB_PASSWORD will be created"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("      + value       = (sensitive value)"),
+        "{plan}"
+    );
+
+    let with_key = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .env("SOPS_BIN", &sops)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}\n{stdout}\n{stderr}");
+        for leak in [&stdout, &stderr] {
+            assert!(
+                !leak.contains("planted-Secret-Value"),
+                "a value leaked: {leak}"
+            );
+        }
+        stdout
+    };
+    let out = with_key(&["apply", planfile.to_str().unwrap()]);
+    assert!(
+        has_line(&out, "secret.TAP_GITLAB_PASSWORD: Creating... Created ("),
+        "{out}"
+    );
+    assert!(env.changes().is_empty());
+
+    // Changing one value in the sops file changes exactly that secret.
+    let out = Command::new(&sops)
+        .args(["set"])
+        .arg(env.path("secrets/prod.sops.yaml"))
+        .args([
+            "[\"tap_gitlab\"][\"password\"]",
+            "\"planted-Secret-Value-3\"",
+        ])
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.changes(), ["secret.TAP_GITLAB_PASSWORD update"]);
+    let plan = env.expect(&["plan"], 0);
+    assert!(
+        plan.contains("  # (value changed in secrets/prod.sops.yaml)"),
+        "{plan}"
+    );
+
+    // A saved plan is refused when the value changed after planning: it was not reviewed.
+    env.expect(&["plan", "-o", planfile.to_str().unwrap()], 0);
+    let out = Command::new(&sops)
+        .args(["set"])
+        .arg(env.path("secrets/prod.sops.yaml"))
+        .args([
+            "[\"tap_gitlab\"][\"password\"]",
+            "\"planted-Secret-Value-4\"",
+        ])
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = env
+        .command(&["apply", planfile.to_str().unwrap()])
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the value of TAP_GITLAB_PASSWORD changed in secrets/prod.sops.yaml since the plan was made"), "{stderr}");
+    with_key(&["apply", "--auto-approve"]);
+    assert!(env.changes().is_empty());
+
+    for file in [planfile.clone(), env.server.data_dir().to_path_buf()] {
+        if file.is_file() {
+            assert!(
+                !std::fs::read_to_string(&file)
+                    .unwrap()
+                    .contains("planted-Secret-Value")
+            );
+        }
+    }
+    assert!(!env.server.logs().contains("planted-Secret-Value"));
+}
