@@ -11,6 +11,12 @@ fn cli_cases() {
     trycmd::TestCases::new()
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
+        // `--help` shows these variables' values: keep them fixed.
+        .env("MELTANO_CLOUD_API_URL", "")
+        .env("MELTANO_CLOUD_TOKEN", "")
+        .env("MELTANO_CLOUD_ORG", "")
+        .env("MELTANO_CLOUD_PROJECT", "")
+        .env("MELTANO_CLOUD_CONFIG_PATH", "")
         .case("tests/cmd/plan/*.md")
         .case("tests/cmd/plan/*.toml");
 }

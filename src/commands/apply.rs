@@ -415,6 +415,7 @@ async fn execute(
         org: &target.org,
         pid,
     };
+    print("\n")?;
     let finished: Mutex<Vec<ChangeResult>> = Mutex::new(Vec::new());
     let progress = |c: &crate::plan::Change, o: &Outcome| {
         let line = apply::progress_line(c, o);
