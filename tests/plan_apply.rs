@@ -16,7 +16,6 @@ fn cli_cases() {
         .env("MELTANO_CLOUD_TOKEN", "")
         .env("MELTANO_CLOUD_ORG", "")
         .env("MELTANO_CLOUD_PROJECT", "")
-        .env("MELTANO_CLOUD_CONFIG_PATH", "")
         .case("tests/cmd/plan/*.md")
         .case("tests/cmd/plan/*.toml");
 }
