@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
+pub mod target;
+
 /// GitOps for Meltano projects: declare deployments, schedules and secrets in cloud.yml,
 /// then plan and apply them against a Meltano Cloud control plane.
 #[derive(Debug, Parser)]

@@ -2,3 +2,4 @@
 
 pub mod github;
 pub mod style;
+pub mod table;

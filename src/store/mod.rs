@@ -1,1 +1,3 @@
 //! (not yet built)
+
+pub mod runs;
