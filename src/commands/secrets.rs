@@ -149,10 +149,14 @@ async fn check(global: &GlobalArgs, args: CheckArgs) -> miette::Result<ExitCode>
 
     if failed == 0 {
         if !global.quiet {
-            anstream::println!(
-                "{OK}All {} decrypt to non-empty values.{OK:#}",
-                plural(entries.len(), "secret")
-            );
+            if entries.len() == 1 {
+                anstream::println!("{OK}The secret decrypts to a non-empty value.{OK:#}");
+            } else {
+                anstream::println!(
+                    "{OK}All {} secrets decrypt to non-empty values.{OK:#}",
+                    entries.len()
+                );
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -231,7 +235,7 @@ fn step_summary(rows: &[String], total: usize, failed: usize) -> String {
     let mut out = String::from("### meltano-cloud secrets check\n\n");
     if failed == 0 {
         out.push_str(&format!(
-            "All {} decrypt to non-empty values.\n\n",
+            "{} decrypt to non-empty values.\n\n",
             plural(total, "secret")
         ));
     } else {
@@ -348,7 +352,8 @@ fn plural(n: usize, word: &str) -> String {
 struct ReferencedError {
     inner: SopsError,
     source: NamedSource<String>,
-    span: Range<usize>,
+    /// None for failures that are not about one file (sops not installed).
+    span: Option<Range<usize>>,
     label: String,
 }
 
@@ -369,7 +374,7 @@ impl ReferencedError {
                 spec.source.text.clone(),
             )
             .with_language("yaml"),
-            span: spec.span_of(&pointer),
+            span: inner.file().map(|_| spec.span_of(&pointer)),
             label,
             inner,
         }
@@ -398,14 +403,12 @@ impl Diagnostic for ReferencedError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.source)
+        self.span.as_ref().map(|_| &self.source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = (
-            self.span.start,
-            self.span.end.saturating_sub(self.span.start),
-        );
+        let range = self.span.as_ref()?;
+        let span = (range.start, range.end.saturating_sub(range.start));
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some(self.label.clone()), span),
         )))

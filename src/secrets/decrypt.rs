@@ -384,6 +384,13 @@ pub async fn decrypt_file(
     let mut command = tokio::process::Command::new(&sops.program);
     command.arg("decrypt").arg("--output-type").arg("json");
     command.arg("--input-type").arg(input_type_for(path));
+    // An empty SOPS_* variable (e.g. a CI secret that is not defined) means "not set":
+    // sops would otherwise try to use it, and an empty SOPS_AGE_KEY_CMD makes it crash.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_string_lossy().starts_with("SOPS_") {
+            command.env_remove(name);
+        }
+    }
     command
         .arg(path)
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
