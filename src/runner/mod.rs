@@ -47,6 +47,8 @@ pub struct EnabledSchedule {
     pub interval: String,
     /// The job it runs; None for an extractor/loader schedule.
     pub job_name: Option<String>,
+    /// When it was enabled (ms since the epoch), if the store knows.
+    pub enabled_ms: Option<i64>,
 }
 
 /// What a name given to `run` refers to in a deployment.
