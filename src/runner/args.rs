@@ -70,7 +70,8 @@ impl RunnerArgs {
             None => Clock::System,
         };
         cfg.lease_ttl = self.run_lease_ttl;
-        cfg.lease_interval = (self.run_lease_ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        cfg.lease_interval =
+            (self.run_lease_ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(2));
         // A SQLite file serves one server; with PostgreSQL other replicas may be running.
         cfg.exclusive_database = backend == Backend::Sqlite;
         cfg

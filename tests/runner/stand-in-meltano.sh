@@ -29,6 +29,7 @@ case "$job" in
   hang)
     # A child in the same process group, which a stop must end too.
     sleep 300 &
+    echo "$$" > "$here/leader.pid"
     echo "$!" > "$here/child.pid"
     echo "waiting"
     wait

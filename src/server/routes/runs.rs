@@ -49,7 +49,9 @@ fn runner(state: &AppState) -> Result<&Runner, ApiError> {
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> ApiError {
         match e {
-            RunError::NoDeployment(_) | RunError::NoExecution(_) => ApiError::not_found(e.to_string()),
+            RunError::NoDeployment(_) | RunError::NoExecution(_) => {
+                ApiError::not_found(e.to_string())
+            }
             RunError::UnknownName { .. } => ApiError::bad_request(e.to_string()),
             RunError::AlreadyEnded { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             RunError::Host(detail) => {
