@@ -67,6 +67,7 @@ impl Server {
                 }
             });
         }
+        drop(tx);
         let url = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => url,
             Err(_) => {

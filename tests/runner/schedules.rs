@@ -34,14 +34,14 @@ fn kill_leftovers(world: &World) {
     }
 }
 
-fn scheduler_args<'a>(world_meltano: &'a str, clock: &'a str) -> Vec<&'a str> {
+fn scheduler_args<'a>(world_meltano: &'a str, clock: &'a str, tick: &'a str) -> Vec<&'a str> {
     vec![
         "--meltano-bin",
         world_meltano,
         "--clock-file",
         clock,
         "--scheduler-tick",
-        "100ms",
+        tick,
         "--stop-grace",
         "1s",
     ]
@@ -54,7 +54,11 @@ async fn a_due_schedule_fires_once_and_once_schedules_run_once() {
     let db = world.sqlite_url();
     let tenant = Arc::new(bootstrap(&db, &world));
     let (meltano, clock) = (world.meltano(), world.clock_file());
-    let server = Server::start(&db, &world.path("data"), &scheduler_args(&meltano, &clock));
+    let server = Server::start(
+        &db,
+        &world.path("data"),
+        &scheduler_args(&meltano, &clock, "100ms"),
+    );
     let api = Api::new(&server, tenant);
     api.deploy("production", "prod").await;
     api.enable("production", "hourly-ok", true).await;
@@ -108,7 +112,7 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     let db = world.sqlite_url();
     let tenant = Arc::new(bootstrap(&db, &world));
     let (meltano, clock) = (world.meltano(), world.clock_file());
-    let args = scheduler_args(&meltano, &clock);
+    let args = scheduler_args(&meltano, &clock, "100ms");
     let server = Server::start(&db, &world.path("data"), &args);
     let api = Api::new(&server, tenant.clone());
     api.deploy("production", "prod").await;
@@ -179,8 +183,8 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
     world.set_clock(Utc::now());
     let tenant = Arc::new(bootstrap(&pg.url, &world));
     let (meltano, clock) = (world.meltano(), world.clock_file());
-    let mut args = scheduler_args(&meltano, &clock);
-    args.extend(["--run-lease-ttl", "1s", "--scheduler-tick", "30ms"]);
+    let mut args = scheduler_args(&meltano, &clock, "30ms");
+    args.extend(["--run-lease-ttl", "1s"]);
     let a = Server::start(&pg.url, &world.path("data-a"), &args);
     let b = Server::start(&pg.url, &world.path("data-b"), &args);
     let api_a = Api::new(&a, tenant.clone());
