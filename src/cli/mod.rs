@@ -9,10 +9,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
+pub mod target;
+
 /// GitOps for Meltano projects: declare deployments, schedules and secrets in cloud.yml,
 /// then plan and apply them against a Meltano Cloud control plane.
 #[derive(Debug, Parser)]
-#[command(name = "meltano-cloud", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "meltano-cloud",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -49,7 +56,13 @@ pub struct GlobalArgs {
     pub api_url: Option<String>,
 
     /// API token (prefer the environment variable or `login`).
-    #[arg(long, env = "MELTANO_CLOUD_TOKEN", value_name = "TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
 
     /// Organization (tenant resource key).
@@ -57,11 +70,21 @@ pub struct GlobalArgs {
     pub org: Option<String>,
 
     /// Control-plane project name or id (defaults to cloud.yml's `project`).
-    #[arg(long, env = "MELTANO_CLOUD_PROJECT", value_name = "PROJECT", global = true)]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_PROJECT",
+        value_name = "PROJECT",
+        global = true
+    )]
     pub project: Option<String>,
 
     /// Path of the settings file written by `login`.
-    #[arg(long, env = "MELTANO_CLOUD_CONFIG_PATH", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_CONFIG_PATH",
+        value_name = "PATH",
+        global = true
+    )]
     pub config_path: Option<PathBuf>,
 }
 
@@ -117,7 +140,10 @@ pub fn main() -> ExitCode {
         }
     }
     crate::render::style::init(cli.global.color);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

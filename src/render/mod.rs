@@ -1,3 +1,5 @@
 //! Rendering plans and tables for people and machines: text, JSON, Markdown, GitHub.
 
+pub mod github;
 pub mod style;
+pub mod table;

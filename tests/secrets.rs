@@ -1,0 +1,7 @@
+//! Secrets from sops: decryption with the real sops binary and real age keys, `secrets`
+//! commands, and checks that no decrypted value leaks anywhere.
+
+#[path = "secrets/decrypt.rs"]
+mod decrypt;
+#[path = "secrets/fixture.rs"]
+mod fixture;
