@@ -1,7 +1,10 @@
 //! Tests of the API client and of the commands of the original CLI (login, project,
 //! deployment, schedule, config env, run, history, logs, job).
 
+mod support;
+
 mod commands {
+    pub mod cli;
     pub mod client;
 }
 
