@@ -6,6 +6,7 @@ mod support;
 mod commands {
     pub mod cli;
     pub mod client;
+    pub mod runs;
 }
 
 /// Cases that need no control plane: argument errors, connection refused, missing token.
