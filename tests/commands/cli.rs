@@ -309,6 +309,21 @@ fn commands_work_against_the_local_control_plane() {
         "daily-refresh",
     ]);
     ok(&out);
+    // Terminal tables fit the width they are given, cutting long cells with `…`.
+    let narrow = Command::new(BIN)
+        .current_dir(dir)
+        .args(["schedule", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("COLUMNS", "50")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .env_remove("MELTANO_CLOUD_PROJECT")
+        .output()
+        .unwrap();
+    let table = ok(&narrow);
+    assert!(table.lines().count() == 3, "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 50), "{table}");
+    assert!(table.contains('…'), "{table}");
     let out = run(&["schedule", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let enabled: Vec<&str> = list
