@@ -60,9 +60,18 @@ fn seed(server: &TestServer, org: &str, pid: &str, token: &str) {
 }
 
 #[test]
-fn cli_against_a_server() {
+fn cli_against_a_server_on_sqlite() {
+    cli_against(TestServer::start_sqlite());
+}
+
+/// The same cases, with the server on PostgreSQL: the answers do not depend on the store.
+#[test]
+fn cli_against_a_server_on_postgres() {
+    cli_against(TestServer::start_postgres());
+}
+
+fn cli_against(server: TestServer) {
     let repo = TestRepo::new();
-    let server = TestServer::start_sqlite();
     let (org, pid, owner) = server.bootstrap(&repo);
     for name in ["alpha", "beta"] {
         server.admin(&[
