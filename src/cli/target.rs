@@ -147,7 +147,10 @@ async fn connect_remote(
         }
         .into());
     };
-    let client = Client::new(url, Some(token))?;
+    let client = Client::builder(url)
+        .token(Some(token))
+        .trace(global.verbose >= 2)
+        .build()?;
     let org = match non_empty(&global.org).or_else(|| {
         if stored_url_matches {
             non_empty(&overridden.org)
@@ -263,7 +266,10 @@ async fn connect_local(
 ) -> miette::Result<Target> {
     let (dir, name) = local_project(global, options.project_hint);
     let plane = crate::server::local::start_local(&dir, &name).await?;
-    let client = Client::new(&plane.base_url, Some(plane.token.clone()))?;
+    let client = Client::builder(&plane.base_url)
+        .token(Some(plane.token.clone()))
+        .trace(global.verbose >= 2)
+        .build()?;
     let cwd = std::env::current_dir()
         .and_then(|c| c.canonicalize())
         .unwrap_or_default();
