@@ -134,6 +134,7 @@ async fn connect_remote(
         .base_url
         .as_deref()
         .is_some_and(|u| same_url(u, url));
+    let stored_token = non_empty(&global.token).is_none();
     let token = non_empty(&global.token).or_else(|| {
         if stored_url_matches {
             non_empty(&overridden.token)
@@ -151,8 +152,9 @@ async fn connect_remote(
         .token(Some(token))
         .trace(global.verbose >= 2)
         .build()?;
+    // The stored organization is the stored token's; another token asks whoami.
     let org = match non_empty(&global.org).or_else(|| {
-        if stored_url_matches {
+        if stored_url_matches && stored_token {
             non_empty(&overridden.org)
         } else {
             None
