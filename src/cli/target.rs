@@ -128,16 +128,16 @@ async fn connect_remote(
     path: PathBuf,
     settings: Settings,
 ) -> miette::Result<Target> {
-    let overridden = settings.clone().with_env_overrides();
-    // The stored token belongs to the stored URL: never send it to another server.
-    let stored_url_matches = overridden
+    // The stored token belongs to the URL stored with it: never send it to another server,
+    // whether that one comes from --api-url or from MELTANO_CLOUD_BASE_URL.
+    let stored_url_matches = settings
         .base_url
         .as_deref()
         .is_some_and(|u| same_url(u, url));
     let stored_token = non_empty(&global.token).is_none();
     let token = non_empty(&global.token).or_else(|| {
         if stored_url_matches {
-            non_empty(&overridden.token)
+            non_empty(&settings.token)
         } else {
             None
         }
@@ -155,7 +155,7 @@ async fn connect_remote(
     // The stored organization is the stored token's; another token asks whoami.
     let org = match non_empty(&global.org).or_else(|| {
         if stored_url_matches && stored_token {
-            non_empty(&overridden.org)
+            non_empty(&settings.org)
         } else {
             None
         }
