@@ -8,7 +8,6 @@
 //! `cargo bench --bench plan_latency [-- LATENCY_MS [DEPLOYMENTS SCHEDULES SECRETS]]`
 //! (defaults: 50 ms; 200 20 100). Target: at most 3 round trips.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
