@@ -33,7 +33,12 @@ pub struct Args {
 
     /// Folder for the server's files: git mirrors, the key file with PostgreSQL, run work
     /// dirs [default: the platform data dir, e.g. ~/.local/share/meltano-cloud]
-    #[arg(long, env = "MELTANO_CLOUD_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_DATA_DIR",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
     pub data_dir: Option<PathBuf>,
 
     /// Print the OpenAPI 3.1 document of the API and exit.
@@ -49,6 +54,9 @@ pub struct Args {
     /// several rules comma-separated).
     #[arg(long, value_name = "RULES")]
     pub simulate_faults: Option<String>,
+
+    #[command(flatten)]
+    pub runner: crate::runner::RunnerArgs,
 }
 
 /// The data dir: the flag, else the platform data dir, else `./.meltano-cloud`.
@@ -174,11 +182,17 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         simulate,
     };
     tracing::info!(database = %config.database, data_dir = %config.data_dir.display(), "control plane starting");
-    let state = AppState::new(store.clone(), config);
-    eprintln!("listening on http://{addr}");
-    crate::server::serve(listener, state, crate::server::shutdown_signal())
+    let mut state = AppState::new(store.clone(), config);
+    let runner = args
+        .runner
+        .start(&store, state.git.clone(), &state.config.data_dir)
         .await
-        .map_err(|e| miette!(code = "server::serve", "the server stopped: {e}"))?;
+        .map_err(|e| miette!(code = "server::runner", "cannot start the runner: {e}"))?;
+    state.runner = Some(runner.clone());
+    eprintln!("listening on http://{addr}");
+    let served = crate::server::serve(listener, state, crate::server::shutdown_signal()).await;
+    runner.shutdown().await;
+    served.map_err(|e| miette!(code = "server::serve", "the server stopped: {e}"))?;
     store.close().await;
     tracing::info!("control plane stopped");
     Ok(ExitCode::SUCCESS)

@@ -47,6 +47,8 @@ pub struct AppState {
     /// Tokens that exist only in this process (the local control plane's owner token),
     /// by SHA-256 hash.
     pub ephemeral_tokens: Arc<HashMap<String, Principal>>,
+    /// Runs jobs and schedules; None where nothing runs them (the local control plane).
+    pub runner: Option<crate::runner::Runner>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             config: Arc::new(config),
             git,
             ephemeral_tokens: Arc::new(HashMap::new()),
+            runner: None,
         }
     }
 

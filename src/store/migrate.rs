@@ -6,8 +6,10 @@ use sqlx::Row;
 use super::{Backend, Result, Store, StoreError, now_ms};
 
 /// (version, name, SQL) in the order they apply.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "core", include_str!("migrations/0001_core.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("migrations/0001_core.sql")),
+    (2, "runs", include_str!("migrations/0002_runs.sql")),
+];
 
 /// Splits a migration into statements on `;` at line ends (the files keep one statement
 /// per `;`-terminated block and no `;` inside strings).
