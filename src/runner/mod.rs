@@ -4,8 +4,10 @@
 //! at once, stops them, and keeps a lease on each so that another replica can tell a run
 //! whose server died from one still in progress. [`executor`] runs one execution.
 
+pub mod args;
 pub mod clock;
 pub mod executor;
+pub mod host;
 pub mod scheduler;
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use rand::RngCore;
 use tokio::sync::{Semaphore, watch};
 use zeroize::Zeroizing;
 
+pub use args::RunnerArgs;
 pub use clock::Clock;
 
 use crate::api::types::{RunResponse, StopResponse};
@@ -47,6 +50,8 @@ pub struct EnabledSchedule {
     pub interval: String,
     /// The job it runs; None for an extractor/loader schedule.
     pub job_name: Option<String>,
+    /// When it was enabled (ms since the epoch), if the store knows.
+    pub enabled_ms: Option<i64>,
 }
 
 /// What a name given to `run` refers to in a deployment.

@@ -153,15 +153,29 @@ pub(crate) async fn tick(inner: &Arc<Inner>) {
 async fn consider(inner: &Arc<Inner>, s: &EnabledSchedule, now_ms: i64) -> Result<(), String> {
     let interval = parse_interval(&s.interval)?;
     let t = &s.target;
-    let cursor = runs::schedule_cursor(
-        &inner.pool,
-        &t.project_id,
-        &t.deployment_name,
-        &s.schedule_name,
-        now_ms,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let cursor = match s.enabled_ms {
+        Some(enabled_ms) => runs::Cursor {
+            enabled_ms,
+            last_fire_ms: runs::last_fire(
+                &inner.pool,
+                &t.project_id,
+                &t.deployment_name,
+                &s.schedule_name,
+                enabled_ms,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        },
+        None => runs::schedule_cursor(
+            &inner.pool,
+            &t.project_id,
+            &t.deployment_name,
+            &s.schedule_name,
+            now_ms,
+        )
+        .await
+        .map_err(|e| e.to_string())?,
+    };
     let offset = if inner.cfg.schedule_spread {
         spread_offset_ms(&t.project_id, &t.deployment_name, &s.schedule_name)
     } else {

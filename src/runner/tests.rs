@@ -279,6 +279,7 @@ async fn scheduler_fires_once_and_skips_overlaps() {
         schedule_name: "hourly".into(),
         interval: "@hourly".into(),
         job_name: Some("slow".into()),
+        enabled_ms: None,
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     let history = |f: &Fixture| {

@@ -482,6 +482,59 @@ pub struct Cursor {
     pub last_fire_ms: Option<i64>,
 }
 
+/// The latest fired occurrence of a schedule at or after `since_ms`.
+pub async fn last_fire(
+    pool: &AnyPool,
+    project_id: &str,
+    deployment_name: &str,
+    schedule_name: &str,
+    since_ms: i64,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT MAX(fire_ms) AS last_fire_ms FROM schedule_fires WHERE project_id = $1 \
+         AND deployment_name = $2 AND schedule_name = $3 AND fire_ms >= $4",
+    )
+    .bind(project_id)
+    .bind(deployment_name)
+    .bind(schedule_name)
+    .bind(since_ms)
+    .fetch_one(pool)
+    .await?;
+    row.try_get("last_fire_ms")
+}
+
+/// Every enabled schedule of every deployment, with what a run of it needs.
+pub async fn enabled_schedules(pool: &AnyPool) -> Result<Vec<crate::runner::EnabledSchedule>> {
+    let rows = sqlx::query(
+        "SELECT p.org_key, p.project_id, p.root_path, d.deployment_name, d.environment_name, \
+         d.git_rev_hash, s.schedule_name, s.cron_interval, s.job_name, s.enabled_at \
+         FROM schedules s \
+         JOIN deployments d ON d.project_id = s.project_id AND d.deployment_name = s.deployment_name \
+         JOIN projects p ON p.project_id = s.project_id \
+         WHERE s.enabled = 1 ORDER BY p.project_id, d.deployment_name, s.schedule_name",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::runner::EnabledSchedule {
+                target: crate::runner::RunTarget {
+                    org: r.try_get("org_key")?,
+                    project_id: r.try_get("project_id")?,
+                    deployment_name: r.try_get("deployment_name")?,
+                    environment_name: r.try_get("environment_name")?,
+                    git_rev_hash: r.try_get("git_rev_hash")?,
+                    root_path: r.try_get("root_path")?,
+                },
+                schedule_name: r.try_get("schedule_name")?,
+                interval: r.try_get("cron_interval")?,
+                job_name: r.try_get("job_name")?,
+                enabled_ms: r.try_get("enabled_at")?,
+            })
+        })
+        .collect()
+}
+
 /// Records `now_ms` as the moment a schedule was seen enabled unless already recorded,
 /// and returns its cursor.
 pub async fn schedule_cursor(
