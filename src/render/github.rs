@@ -220,6 +220,30 @@ fn collect_annotations<'a>(
     }
 }
 
+/// Annotations for validation results (`validate`'s flat diagnostics).
+pub fn annotations_from_flat(diagnostics: &[crate::spec::FlatDiagnostic]) -> Vec<Annotation> {
+    diagnostics
+        .iter()
+        .map(|d| {
+            let level = match d.severity {
+                crate::spec::Severity::Error => Level::Error,
+                crate::spec::Severity::Warning => Level::Warning,
+            };
+            let mut message = d.message.clone();
+            if let Some(help) = &d.help {
+                message.push_str("\nhelp: ");
+                message.push_str(help);
+            }
+            let mut annotation = Annotation::new(level, message);
+            annotation.file = Some(workspace_relative(Path::new(&d.file)));
+            annotation.line = Some(d.line);
+            annotation.col = Some(d.column);
+            annotation.title = Some(d.code.clone());
+            annotation
+        })
+        .collect()
+}
+
 /// In GitHub Actions, prints annotations for a failed command's diagnostic.
 pub fn annotate_report(report: &miette::Report) {
     if is_github_actions() {
