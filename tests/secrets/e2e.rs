@@ -441,6 +441,25 @@ async fn plan_apply_plan(store: Store) {
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // A value set by hand (no fingerprint) is planned as an update, so cloud.yml wins.
+    let url = format!("{}/secrets/v1/{}/{}/", p.server.url(), p.org, p.project_id);
+    let resp = client(&p.token)
+        .put(url)
+        .json(&serde_json::json!({"name": "SLACK_WEBHOOK", "value": "set-by-hand"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let out = p.run(&["plan", "--detailed-exitcode"], false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        secret_lines(&out),
+        ["# secret.SLACK_WEBHOOK will be updated in-place"],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("set by hand"), "{}", text(&out));
+
     p.assert_no_leak(&canaries, &[&saved, &saved2]).await;
 }
 
