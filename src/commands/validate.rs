@@ -68,6 +68,13 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
             println!("{text}");
         }
         Format::Text => {
+            // In GitHub Actions each problem also becomes an annotation on its line.
+            if crate::render::github::is_github_actions() {
+                let flat: Vec<FlatDiagnostic> = diagnostics.iter().map(|d| d.flat()).collect();
+                crate::render::github::print_annotations(
+                    &crate::render::github::annotations_from_flat(&flat),
+                );
+            }
             let color =
                 anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
             let mut err = std::io::stderr().lock();
