@@ -9,6 +9,7 @@ struct Setup {
     world: World,
     server: Server,
     api: Api,
+    args: Vec<String>,
 }
 
 async fn setup(extra: &[&str]) -> Setup {
@@ -27,7 +28,13 @@ async fn setup(extra: &[&str]) -> Setup {
     let server = Server::start(&db, &world.path("data"), &args);
     let api = Api::new(&server, tenant);
     api.deploy("production", "prod").await;
-    Setup { world, server, api }
+    let args = args.iter().map(|a| a.to_string()).collect();
+    Setup {
+        world,
+        server,
+        api,
+        args,
+    }
 }
 
 #[tokio::test]
@@ -128,7 +135,7 @@ async fn stop_ends_the_whole_process_group() {
         .trim()
         .parse()
         .unwrap();
-    assert!(std::path::Path::new(&format!("/proc/{child}")).exists());
+    assert!(alive(child));
 
     let path = format!("/jobs/v1/{}/{}/{id}", s.api.t.org, s.api.t.pid);
     let (status, body) = s.api.call(reqwest::Method::DELETE, &path, None).await;
@@ -139,7 +146,7 @@ async fn stop_ends_the_whole_process_group() {
     eventually(
         "the child process is gone",
         Duration::from_secs(5),
-        || async move { !std::path::Path::new(&format!("/proc/{child}")).exists() },
+        || async move { !alive(child) },
     )
     .await;
     let (status, body) = s.api.call(reqwest::Method::DELETE, &path, None).await;
@@ -265,4 +272,70 @@ async fn history_pages_and_filters() {
     );
     let path = format!("/jobs/v1/{}/{}?result=maybe", s.api.t.org, s.api.t.pid);
     assert_eq!(s.api.call(reqwest::Method::GET, &path, None).await.0, 400);
+}
+
+async fn wait_for_file(path: &std::path::Path) {
+    let p = path.to_path_buf();
+    eventually(
+        "the stand-in started its child",
+        Duration::from_secs(30),
+        || {
+            let p = p.clone();
+            async move { p.exists() }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runs_beyond_the_concurrency_limit_wait_for_a_slot() {
+    let s = setup(&["--max-concurrent-runs", "1"]).await;
+    let hang = s.api.run("production", "hang").await;
+    wait_for_file(&s.world.path("bin/child.pid")).await;
+    let ok = s.api.run("production", "ok").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let e = s.api.execution(&ok).await;
+    assert_eq!(e["status"], "RUNNING", "{e}");
+    let msgs = s.api.log_messages(&ok).await;
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("waiting for a free run slot")),
+        "{msgs:?}"
+    );
+    assert!(!s.world.calls().contains(&"run ok".to_owned()));
+
+    let path = format!("/jobs/v1/{}/{}/{hang}", s.api.t.org, s.api.t.pid);
+    assert_eq!(
+        s.api.call(reqwest::Method::DELETE, &path, None).await.0,
+        200
+    );
+    let e = s.api.wait_end(&ok, Duration::from_secs(30)).await;
+    assert_eq!(e["status"], "SUCCEEDED", "{e}");
+}
+
+#[tokio::test]
+async fn a_server_shutting_down_ends_its_runs_as_failed() {
+    let s = setup(&[]).await;
+    let id = s.api.run("production", "hang").await;
+    wait_for_file(&s.world.path("bin/child.pid")).await;
+    let child: i32 = std::fs::read_to_string(s.world.path("bin/child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = s.server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(child), "child {child} survived the shutdown");
+
+    let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+    let server = Server::start(&s.world.sqlite_url(), &s.world.path("data"), &args);
+    let api = Api::new(&server, s.api.t.clone());
+    let e = api.execution(&id).await;
+    assert_eq!(e["status"], "FAILED", "{e}");
+    let msgs = api.log_messages(&id).await;
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("server shut down during the run")),
+        "{msgs:?}"
+    );
 }
