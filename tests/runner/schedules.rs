@@ -205,6 +205,9 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
         assert_eq!(count(&all, "hourly-ok") as i64, n + 1, "{all:?}");
         assert_eq!(count(&all, "once-ok"), 1, "{all:?}");
     }
+    // The history filters on PostgreSQL too.
+    let hourly = api_b.history("schedule=hourly-*&deployment=prod*").await;
+    assert_eq!(hourly["results"].as_array().unwrap().len(), 3, "{hourly}");
     let calls = world.calls().iter().filter(|c| *c == "run ok").count();
     assert_eq!(calls, 4, "the stand-in ran {calls} times");
 
