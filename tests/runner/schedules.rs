@@ -133,9 +133,15 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     .await;
     server.crash();
     kill_leftovers(&world);
+    let work_dir = world.path("data/runs").join(&first);
+    assert!(work_dir.is_dir(), "the run's work dir {work_dir:?}");
 
     let server = Server::start(&db, &world.path("data"), &args);
     let api = Api::new(&server, tenant);
+    assert!(
+        !work_dir.exists(),
+        "the crashed run's work dir is left behind"
+    );
     let e = api.execution(&first).await;
     assert_eq!(e["status"], "FAILED", "left running after a crash: {e}");
     let msgs = api.log_messages(&first).await;
