@@ -4,3 +4,14 @@
 mod commands {
     pub mod client;
 }
+
+/// Cases that need no control plane: argument errors, connection refused, missing token.
+#[test]
+fn cli_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    trycmd::TestCases::new()
+        .env("MELTANO_CLOUD_CONFIG_PATH", config.display().to_string())
+        .env("NO_COLOR", "1")
+        .case("tests/cmd/cli/offline/*.toml");
+}

@@ -1,6 +1,8 @@
 //! Secrets from sops: decryption with the real sops binary and real age keys, `secrets`
 //! commands, and checks that no decrypted value leaks anywhere.
 
+#[path = "secrets/cli.rs"]
+mod cli;
 #[path = "secrets/decrypt.rs"]
 mod decrypt;
 #[path = "secrets/fixture.rs"]

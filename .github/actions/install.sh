@@ -27,3 +27,23 @@ else
 fi
 echo "$bin" >> "$GITHUB_PATH"
 "$bin/meltano-cloud" --version
+
+# apply decrypts secrets with the sops binary: install it when it is missing.
+if [ "${COMMAND:-}" = apply ] && ! command -v sops >/dev/null; then
+  case "${RUNNER_OS:-Linux}/${RUNNER_ARCH:-X64}" in
+    Linux/X64) platform=linux.amd64 ;;
+    Linux/ARM64) platform=linux.arm64 ;;
+    macOS/X64) platform=darwin.amd64 ;;
+    macOS/ARM64) platform=darwin.arm64 ;;
+    *) echo "::error title=meltano-cloud::no sops binary for ${RUNNER_OS}/${RUNNER_ARCH}; install sops before this action"; exit 1 ;;
+  esac
+  base="https://github.com/getsops/sops/releases/download/v${SOPS_VERSION}"
+  name="sops-v${SOPS_VERSION}.${platform}"
+  tmp=$(mktemp -d)
+  curl -fsSL --retry 3 -o "$tmp/$name" "$base/$name"
+  curl -fsSL --retry 3 -o "$tmp/checksums.txt" "$base/sops-v${SOPS_VERSION}.checksums.txt"
+  (cd "$tmp" && grep " ${name}\$" checksums.txt > sops.sha256 && if command -v sha256sum >/dev/null; then sha256sum -c sops.sha256; else shasum -a 256 -c sops.sha256; fi)
+  install -m 0755 "$tmp/$name" "$bin/sops"
+  rm -rf "$tmp"
+  SOPS_DISABLE_VERSION_CHECK=1 "$bin/sops" --version
+fi

@@ -153,6 +153,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(report) => {
+            crate::render::github::annotate_report(&report);
             eprintln!("{report:?}");
             ExitCode::from(1)
         }

@@ -371,3 +371,145 @@ mod tests {
         assert_eq!(top_level_scalar(text, "prune"), None);
     }
 }
+
+/// Commands that change or delete things: confirmation on a terminal, `--yes` otherwise.
+#[derive(Debug, Error, Diagnostic)]
+pub enum ConfirmError {
+    #[error("refusing to {action} without confirmation: stdin is not a terminal")]
+    #[diagnostic(
+        code(cli::confirmation_required),
+        help("pass --yes to confirm non-interactively")
+    )]
+    NotATerminal { action: String },
+    #[error("cancelled: {action} was not confirmed")]
+    #[diagnostic(code(cli::cancelled))]
+    Cancelled { action: String },
+}
+
+/// Asks `Do you really want to {action}? [y/N]` on a terminal; `yes` skips the question.
+/// Fails when stdin is not a terminal and `yes` was not given.
+pub fn confirm(action: &str, yes: bool) -> miette::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(ConfirmError::NotATerminal {
+            action: action.to_string(),
+        }
+        .into());
+    }
+    eprint!("Do you really want to {action}? Only `y` or `yes` proceeds: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(ConfirmError::Cancelled {
+            action: action.to_string(),
+        }
+        .into()),
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+#[error("no deployment given")]
+#[diagnostic(
+    code(cli::no_deployment),
+    help(
+        "pass --deployment NAME, or remember a default with `meltano-cloud deployment use \
+         --name NAME`"
+    )
+)]
+pub struct NoDeployment;
+
+impl Target {
+    /// The project's org and id, for API calls.
+    pub fn ids(&self) -> miette::Result<(&str, &str)> {
+        Ok((self.org.as_str(), self.project()?.project_id.as_str()))
+    }
+
+    /// `--deployment`, else the remembered default deployment.
+    pub fn deployment_or_default(&self, flag: Option<String>) -> miette::Result<String> {
+        flag.or_else(|| self.default_deployment().map(str::to_string))
+            .ok_or_else(|| NoDeployment.into())
+    }
+
+    /// Turns a 404 about a deployment into a diagnostic with "did you mean" (one extra call
+    /// to list deployments; only made on the error path).
+    pub async fn explain_missing_deployment(
+        &self,
+        err: crate::api::client::ApiError,
+        name: &str,
+    ) -> miette::Report {
+        if !err.is_not_found() {
+            return err.into();
+        }
+        let Ok((org, pid)) = self.ids() else {
+            return err.into();
+        };
+        match self.client.all_deployments(org, pid, Some(1000)).await {
+            Ok(all) if all.items.iter().all(|d| d.deployment_name != name) => {
+                let names: Vec<&str> = all
+                    .items
+                    .iter()
+                    .map(|d| d.deployment_name.as_str())
+                    .collect();
+                let err = err.with_subject(format!("deployment `{name}`"));
+                match did_you_mean(name, names.iter().copied()) {
+                    Some(s) => err.with_hint(format!("did you mean `{s}`?")).into(),
+                    None if names.is_empty() => err
+                        .with_hint("the project has no deployments yet; create one with `meltano-cloud deployment create`")
+                        .into(),
+                    None => err
+                        .with_hint(format!("existing deployments: {}", names.join(", ")))
+                        .into(),
+                }
+            }
+            _ => err.into(),
+        }
+    }
+
+    /// Like [`Target::explain_missing_deployment`], for a schedule of a deployment.
+    pub async fn explain_missing_schedule(
+        &self,
+        err: crate::api::client::ApiError,
+        deployment: &str,
+        schedule: &str,
+    ) -> miette::Report {
+        if !err.is_not_found() {
+            return err.into();
+        }
+        let Ok((org, pid)) = self.ids() else {
+            return err.into();
+        };
+        match self
+            .client
+            .all_schedules(org, pid, Some(deployment), Some(1000))
+            .await
+        {
+            Ok(all) => {
+                let names: Vec<&str> = all.items.iter().map(|s| s.schedule_name.as_str()).collect();
+                let err = err.with_subject(format!(
+                    "schedule `{schedule}` on deployment `{deployment}`"
+                ));
+                match did_you_mean(schedule, names.iter().copied()) {
+                    Some(s) => err.with_hint(format!("did you mean `{s}`?")).into(),
+                    None if names.is_empty() => err
+                        .with_hint(format!(
+                            "deployment `{deployment}` has no schedules; schedules come from \
+                             meltano.yml at the deployed commit (redeploy with `meltano-cloud \
+                             deployment update --name {deployment}` after adding one)"
+                        ))
+                        .into(),
+                    None => err
+                        .with_hint(format!("schedules of `{deployment}`: {}", names.join(", ")))
+                        .into(),
+                }
+            }
+            // The deployment itself is missing.
+            Err(e) if e.is_not_found() => self.explain_missing_deployment(err, deployment).await,
+            Err(_) => err.into(),
+        }
+    }
+}

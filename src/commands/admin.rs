@@ -22,7 +22,12 @@ pub struct Args {
     pub database_url: Option<String>,
 
     /// The server's data dir (where the key file lives with PostgreSQL).
-    #[arg(long, env = "MELTANO_CLOUD_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_DATA_DIR",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
     pub data_dir: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -57,8 +62,10 @@ pub enum OrgCommand {
 pub enum ProjectCommand {
     /// Create a project and print its id.
     Create {
+        /// Organization (tenant resource key).
         #[arg(long, value_name = "ORG")]
         org: String,
+        /// Project name, unique in the organization.
         #[arg(long, value_name = "NAME")]
         name: String,
         /// Git repository: a URL (https://, ssh://, git@host:path) or a local path.
@@ -70,6 +77,7 @@ pub enum ProjectCommand {
     },
     /// List an organization's projects.
     List {
+        /// Organization (tenant resource key).
         #[arg(long, value_name = "ORG")]
         org: String,
     },
@@ -79,6 +87,7 @@ pub enum ProjectCommand {
 pub enum TokenCommand {
     /// Create a token and print it (the only time it is shown).
     Create {
+        /// Organization (tenant resource key).
         #[arg(long, value_name = "ORG")]
         org: String,
         /// owner, maintainer or reader.
@@ -90,11 +99,13 @@ pub enum TokenCommand {
     },
     /// List an organization's tokens (ids and roles, never the tokens).
     List {
+        /// Organization (tenant resource key).
         #[arg(long, value_name = "ORG")]
         org: String,
     },
     /// Revoke a token by id.
     Revoke {
+        /// Organization (tenant resource key).
         #[arg(long, value_name = "ORG")]
         org: String,
         /// The token id (`tok_...`) from `token list`.
@@ -104,6 +115,7 @@ pub enum TokenCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
+    /// Organization (tenant resource key).
     #[arg(long, value_name = "ORG")]
     pub org: String,
     /// Project name or id.

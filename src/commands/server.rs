@@ -33,7 +33,12 @@ pub struct Args {
 
     /// Folder for the server's files: git mirrors, the key file with PostgreSQL, run work
     /// dirs [default: the platform data dir, e.g. ~/.local/share/meltano-cloud]
-    #[arg(long, env = "MELTANO_CLOUD_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "MELTANO_CLOUD_DATA_DIR",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
     pub data_dir: Option<PathBuf>,
 
     /// Print the OpenAPI 3.1 document of the API and exit.

@@ -1,11 +1,133 @@
+//! `meltano-cloud validate`: checks cloud.yml offline.
+
+use std::io::Write;
 use std::process::ExitCode;
 
+use clap::ValueEnum;
+
 use crate::cli::GlobalArgs;
+use crate::spec::check::check_file;
+use crate::spec::diagnostics::{Severity, render};
+use crate::spec::{FlatDiagnostic, LoadedSpec};
 
-/// (not yet built)
+/// Check cloud.yml, the meltano.yml it refers to and the sops files it references.
+///
+/// Runs offline and needs no decryption key: the JSON Schema, environments and schedules in
+/// meltano.yml (following its include_paths), deployment and secret names, and that each
+/// referenced sops file holds the referenced key. Every problem is reported, with its file,
+/// line and column. Exits 0 when the file is valid and 1 when it is not.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Output format: `text` for people, `json` for tools (diagnostics with file, line,
+    /// column, code, severity and message).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    pub format: Format,
+}
 
-pub async fn run(_global: &GlobalArgs, _args: Args) -> miette::Result<ExitCode> {
-    miette::bail!("`validate` is not built yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Version of the `--format json` output.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    format_version: u32,
+    file: String,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    diagnostics: &'a [FlatDiagnostic],
+}
+
+pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
+    let path = &global.file;
+    let (spec, diagnostics) = check_file(path);
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diagnostics.len() - errors;
+    let valid = errors == 0 && spec.is_some();
+
+    match args.format {
+        Format::Json => {
+            let flat: Vec<FlatDiagnostic> = diagnostics.iter().map(|d| d.flat()).collect();
+            let report = JsonReport {
+                format_version: JSON_FORMAT_VERSION,
+                file: path.display().to_string(),
+                valid,
+                errors,
+                warnings,
+                diagnostics: &flat,
+            };
+            let text = serde_json::to_string_pretty(&report).map_err(|e| miette::miette!("{e}"))?;
+            println!("{text}");
+        }
+        Format::Text => {
+            let color =
+                anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
+            let mut err = std::io::stderr().lock();
+            for d in &diagnostics {
+                if global.quiet && d.severity == Severity::Warning {
+                    continue;
+                }
+                let _ = write!(err, "{}", render(d, color));
+                let _ = writeln!(err);
+            }
+            if valid {
+                if !global.quiet {
+                    println!("{} is valid: {}", path.display(), summary(spec.as_ref()));
+                }
+            } else if diagnostics.iter().any(|d| d.code == "spec::read") {
+                let _ = writeln!(err, "error: could not validate {}", path.display());
+            } else {
+                let _ = writeln!(
+                    err,
+                    "error: {} is invalid: {errors} error{}{}",
+                    path.display(),
+                    if errors == 1 { "" } else { "s" },
+                    if warnings > 0 {
+                        format!(
+                            ", {warnings} warning{}",
+                            if warnings == 1 { "" } else { "s" }
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+fn summary(spec: Option<&LoadedSpec>) -> String {
+    let Some(spec) = spec else {
+        return String::new();
+    };
+    let enabled: usize = spec
+        .cloud
+        .deployments
+        .values()
+        .map(|d| d.schedules.len())
+        .sum();
+    format!(
+        "{}, {} enabled (of {} in meltano.yml), {}",
+        plural(spec.cloud.deployments.len(), "deployment"),
+        plural(enabled, "schedule"),
+        spec.meltano.schedules.len(),
+        plural(spec.secrets.len(), "secret"),
+    )
 }

@@ -199,14 +199,12 @@ fn collect_annotations<'a>(
             let Ok(span) = source.read_span(label.inner(), 0, 0) else {
                 continue;
             };
+            // The label's text is left out: the annotation already sits on that span.
             let mut annotation = Annotation::new(level, message.clone());
             annotation.title = title.clone();
             annotation.file = span.name().map(|n| workspace_relative(Path::new(n)));
             annotation.line = Some(span.line() + 1);
             annotation.col = Some(span.column() + 1);
-            if let Some(text) = label.label() {
-                annotation.message = format!("{message}\n{text}");
-            }
             out.push(annotation);
             located = true;
         }
@@ -369,7 +367,7 @@ mod tests {
         assert_eq!(anns[0].line, Some(4));
         assert_eq!(anns[0].col, Some(9));
         assert_eq!(anns[0].title.as_deref(), Some("test::bad"));
-        assert_eq!(anns[0].message, "bad value\nhelp: fix it\nhere");
+        assert_eq!(anns[0].message, "bad value\nhelp: fix it");
         assert!(anns[0].file.as_deref().unwrap().ends_with("cloud.yml"));
     }
 }

@@ -22,6 +22,8 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::secrets::metadata::{SecretEntry, SopsFormat, parse_key_path};
+
 /// How long one `sops decrypt` may take (KMS calls included) before it is stopped.
 const SOPS_TIMEOUT: Duration = Duration::from_secs(300);
 /// How many files are decrypted at once.
@@ -120,6 +122,17 @@ pub struct SecretRequest<'a> {
     pub recipients: &'a [String],
 }
 
+impl<'a> From<&'a SecretEntry> for SecretRequest<'a> {
+    fn from(entry: &'a SecretEntry) -> Self {
+        SecretRequest {
+            name: &entry.name,
+            file: &entry.file,
+            key_path: &entry.key_path,
+            recipients: &entry.recipients,
+        }
+    }
+}
+
 /// Decrypted values by secret name.
 #[derive(Debug, Default)]
 pub struct DecryptedSecrets {
@@ -142,6 +155,19 @@ impl DecryptedSecrets {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+}
+
+/// Decrypts exactly the given entries (what apply needs: the secrets a plan creates or
+/// updates). `base_dir` is cloud.yml's folder; entry files are relative to it. Each file is
+/// decrypted once; in GitHub Actions every value is masked before it is returned.
+pub async fn decrypt_entries(
+    base_dir: &Path,
+    entries: &[&SecretEntry],
+    sops: &SopsBin,
+) -> Result<DecryptedSecrets, SopsError> {
+    let requests: Vec<SecretRequest<'_>> =
+        entries.iter().map(|e| SecretRequest::from(*e)).collect();
+    decrypt_requests(base_dir, &requests, sops).await
 }
 
 /// Like [`decrypt_entries`], for callers that do not hold metadata entries.
@@ -295,6 +321,7 @@ impl DecryptedFile {
                 name: name.to_string(),
                 file,
                 key_path: key_path.to_string(),
+                index: sops_index(key_path),
             });
         }
         Ok(value)
@@ -302,13 +329,13 @@ impl DecryptedFile {
 }
 
 /// Finds a value by JSON pointer (`/a/b`) or dotted path (`a.b`, list items by index:
-/// `hosts.0`), split into segments exactly as the metadata reader splits them.
+/// `hosts.0`), split into segments by the metadata reader's own rules.
 pub fn lookup_path<'v>(tree: &'v Value, key_path: &str) -> Option<&'v Value> {
     if key_path.is_empty() {
         return None;
     }
     let mut current = tree;
-    for segment in split_key_path(key_path) {
+    for segment in parse_key_path(key_path) {
         current = match current {
             Value::Object(map) => map.get(&segment)?,
             Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
@@ -318,16 +345,16 @@ pub fn lookup_path<'v>(tree: &'v Value, key_path: &str) -> Option<&'v Value> {
     Some(current)
 }
 
-/// JSON pointer when the path starts with `/` (with `~1` and `~0` escapes), dotted
-/// otherwise.
-fn split_key_path(key_path: &str) -> Vec<String> {
-    match key_path.strip_prefix('/') {
-        Some(rest) => rest
-            .split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-        None => key_path.split('.').map(str::to_string).collect(),
-    }
+/// A key path in the index syntax of `sops set` and `sops decrypt --extract`:
+/// `["tap_gitlab"]["password"]`, list items as numbers.
+pub fn sops_index(key_path: &str) -> String {
+    parse_key_path(key_path)
+        .iter()
+        .map(|segment| match segment.parse::<usize>() {
+            Ok(i) => format!("[{i}]"),
+            Err(_) => format!("[{}]", serde_json::Value::String(segment.clone())),
+        })
+        .collect()
 }
 
 /// Runs `sops decrypt --output-type json` on one file. `display` is the path shown to
@@ -357,6 +384,13 @@ pub async fn decrypt_file(
     let mut command = tokio::process::Command::new(&sops.program);
     command.arg("decrypt").arg("--output-type").arg("json");
     command.arg("--input-type").arg(input_type_for(path));
+    // An empty SOPS_* variable (e.g. a CI secret that is not defined) means "not set":
+    // sops would otherwise try to use it, and an empty SOPS_AGE_KEY_CMD makes it crash.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_string_lossy().starts_with("SOPS_") {
+            command.env_remove(name);
+        }
+    }
     command
         .arg(path)
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
@@ -462,21 +496,10 @@ async fn read_zeroizing<R: tokio::io::AsyncRead + Unpin>(
     Ok(buf)
 }
 
-/// The format, named explicitly so that sops reads the file as the metadata reader does:
-/// `.json` JSON, `.env` dotenv, anything else YAML (sops would take unknown extensions
-/// as binary).
+/// The format, named explicitly so that sops reads the file as the metadata reader does
+/// (sops would take unknown extensions as binary).
 fn input_type_for(path: &Path) -> &'static str {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if name.ends_with(".json") {
-        "json"
-    } else if name.ends_with(".env") {
-        "dotenv"
-    } else {
-        "yaml"
-    }
+    SopsFormat::for_path(path).sops_type()
 }
 
 /// sops exit codes (sops/cmd/sops/codes).
@@ -762,12 +785,14 @@ pub enum SopsError {
     #[error("secret {name}: `{key_path}` in {} is empty", file.display())]
     #[diagnostic(
         code(secrets::empty_value),
-        help("set a value with `sops set {} '<path>' '\"VALUE\"'` or remove the secret from cloud.yml", file.display())
+        help("set a value with `sops set {} '{index}' '\"VALUE\"'`, or remove the secret from cloud.yml", file.display())
     )]
     Empty {
         name: String,
         file: PathBuf,
         key_path: String,
+        /// The key path in `sops set` syntax: `["a"]["b"]`.
+        index: String,
     },
 
     #[error("secret {name}: `{key_path}` in {} is {kind}, not a single value", file.display())]
@@ -879,6 +904,16 @@ mod tests {
             f.lookup("X", "x"),
             Err(SopsError::KeyNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn sops_index_syntax() {
+        assert_eq!(
+            sops_index("tap_gitlab.password"),
+            r#"["tap_gitlab"]["password"]"#
+        );
+        assert_eq!(sops_index("/hosts/0"), r#"["hosts"][0]"#);
+        assert_eq!(sops_index("/a.b"), r#"["a.b"]"#);
     }
 
     #[test]

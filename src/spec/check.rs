@@ -122,7 +122,11 @@ fn check_document(
     if schema_errors > 0 {
         return None;
     }
-    let cloud: CloudFile = match serde_json::from_value(doc.value.clone()) {
+    let mut value = doc.value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|k, _| !k.starts_with("x-"));
+    }
+    let cloud: CloudFile = match serde_json::from_value(value) {
         Ok(c) => c,
         Err(e) => {
             let d = cx
@@ -727,5 +731,18 @@ mod tests {
         std::fs::write(tmp.path().join("cloud.yml"), "version: 1\nproject: x\n").unwrap();
         let err = super::super::load(&tmp.path().join("cloud.yml")).unwrap_err();
         assert_eq!(err.diagnostics[0].code, "spec::meltano_missing");
+    }
+
+    #[test]
+    fn spec_error_renders_every_diagnostic() {
+        let tmp = project(
+            "version: 1\nproject: demo\nmeltano_project: meltano\ndeployments:\n  prod:\n    environment: prd\n    git_rev: main\n    schedules: [nope]\n",
+        );
+        let err = super::super::load(&tmp.path().join("cloud.yml")).unwrap_err();
+        let text = super::super::diagnostics::render(&err, false);
+        assert!(text.contains("cloud.yml is invalid: 2 errors"), "{text}");
+        assert!(text.contains("environment `prd` is not defined"), "{text}");
+        assert!(text.contains("schedule `nope` is not defined"), "{text}");
+        assert!(text.contains("6 │     environment: prd"), "{text}");
     }
 }

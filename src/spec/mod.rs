@@ -64,6 +64,15 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     }
 }
 
+/// Checks a cloud.yml and returns its diagnostics as plain data (file, line, column, code,
+/// severity, message, help), in file order: for `validate --format json` and CI annotations.
+/// The spec is returned too when it could be built.
+pub fn validate(path: &Path) -> (Option<LoadedSpec>, Vec<FlatDiagnostic>) {
+    let (spec, diagnostics) = check::check_file(path);
+    let flat = diagnostics.iter().map(SpecDiagnostic::flat).collect();
+    (spec, flat)
+}
+
 /// The folder a file is in (`.` for a bare file name is left empty, so joined paths stay
 /// relative and short).
 pub fn parent_dir(path: &Path) -> PathBuf {

@@ -19,13 +19,22 @@ pub const RESERVED_SECRET_NAMES: &[&str] = &["GIT_SSH_PRIVATE_KEY"];
 
 /// A Meltano project's cloud setup: its deployments, the schedules enabled on each, and the
 /// secrets its runs need. Checked by `meltano-cloud validate`; applied by `meltano-cloud plan`
-/// and `meltano-cloud apply`.
+/// and `meltano-cloud apply`. Top-level keys starting with `x-` are ignored, so they can
+/// hold YAML anchors shared by several entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "meltano-cloud cloud.yml",
     example = example_cloud_file(),
-    extend("$id" = "https://github.com/meltano-cloud/meltano-cloud/raw/main/schema/cloud.schema.json")
+    extend(
+        "$id" = "https://github.com/meltano-cloud/meltano-cloud/raw/main/schema/cloud.schema.json",
+        "patternProperties" = {
+            "^x-": {
+                "title": "Extension field",
+                "description": "Ignored by meltano-cloud: a place for YAML anchors shared by several entries, e.g. `x-defaults: &defaults {git_rev: main}` merged with `<<: *defaults`."
+            }
+        }
+    )
 )]
 pub struct CloudFile {
     /// Format version of this file. Always `1`.
@@ -50,8 +59,9 @@ pub struct CloudFile {
     pub deployments: BTreeMap<String, DeploymentSpec>,
     /// Project-wide secrets by environment-variable name, each a reference to one value in a
     /// sops-encrypted file. Runs of every deployment get them as environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(
+        with = "Option<BTreeMap<String, SecretRef>>",
         title = "Secrets",
         example = example_secrets(),
         extend("propertyNames" = {"pattern": SECRET_NAME_PATTERN})
@@ -64,17 +74,24 @@ pub struct CloudFile {
     pub prune: Prune,
 }
 
+/// Accepts `null` (a key whose entries are all commented out) as the empty value.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 pub fn default_meltano_project() -> String {
     ".".to_string()
 }
 
-/// Deployment
-///
 /// One deployment: a Meltano environment tracking a git revision, with the schedules
 /// enabled on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = example_deployment())]
+#[schemars(title = "Deployment", example = example_deployment())]
 pub struct DeploymentSpec {
     /// Meltano environment the deployment runs in; must be one of the `environments` in
     /// meltano.yml.
@@ -84,9 +101,10 @@ pub struct DeploymentSpec {
     #[schemars(title = "Git revision", length(min = 1), example = &"main", example = &"v1.4.0")]
     pub git_rev: String,
     /// Names of the meltano.yml schedules enabled on this deployment; every other schedule
-    /// is disabled on it.
-    #[serde(default)]
+    /// is disabled on it. Empty (or left with only comments) enables none.
+    #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(
+        with = "Option<Vec<String>>",
         title = "Enabled schedules",
         example = vec!["daily-refresh", "hourly-sync"],
         extend("uniqueItems" = true)
@@ -98,13 +116,11 @@ pub struct DeploymentSpec {
     pub protected: bool,
 }
 
-/// Secret reference
-///
 /// A reference to one value in a sops-encrypted file. Only the key names are read by
 /// `validate` and `plan`; `apply` decrypts with the keys in the environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = example_secret())]
+#[schemars(title = "Secret reference", example = example_secret())]
 pub struct SecretRef {
     /// Path of the sops-encrypted file (YAML, JSON or dotenv), relative to cloud.yml.
     #[schemars(title = "sops file", length(min = 1), example = &"secrets/prod.sops.yaml")]
@@ -122,12 +138,10 @@ pub struct SecretRef {
     pub key: Option<String>,
 }
 
-/// Prune
-///
 /// Opt-in deletion of remote objects that this file does not declare.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(example = Prune::default())]
+#[schemars(title = "Prune", example = Prune::default())]
 pub struct Prune {
     /// Delete deployments that are not declared (never protected ones).
     #[serde(default)]

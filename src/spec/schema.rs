@@ -10,7 +10,32 @@ use super::model::CloudFile;
 /// The schema as a JSON value.
 pub fn cloud_schema() -> Value {
     let schema = schemars::SchemaGenerator::default().into_root_schema_for::<CloudFile>();
-    schema.to_value()
+    // Identification first, definitions last: easier to read in the committed file.
+    let order = [
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "type",
+        "required",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "examples",
+    ];
+    match schema.to_value() {
+        Value::Object(mut map) => {
+            let mut out = serde_json::Map::new();
+            for key in order {
+                if let Some(v) = map.remove(key) {
+                    out.insert(key.to_string(), v);
+                }
+            }
+            out.extend(map);
+            Value::Object(out)
+        }
+        other => other,
+    }
 }
 
 /// The schema as committed: pretty JSON with a final newline.
@@ -82,12 +107,12 @@ pub fn fields_at(root: &Value, pointer: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The description of the property at `pointer`.
+/// The description of the property at `pointer`, on one line.
 pub fn description_at(root: &Value, pointer: &str) -> Option<String> {
     schema_at(root, pointer)
         .and_then(|s| s.get("description"))
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]

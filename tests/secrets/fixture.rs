@@ -5,8 +5,40 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+/// Removes from this test process every variable that would give sops a key or change
+/// where output goes (a developer's own age key, or GitHub Actions when CI runs there),
+/// and points HOME at an empty folder, so every case sees the same clean environment.
+/// Every test calls it first; `Once` makes the others wait until it is done, so no test
+/// spawns a process while the environment changes.
+pub fn clean_env() -> &'static Path {
+    static HOME: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = tempfile::tempdir().expect("temp home");
+        for var in [
+            "SOPS_AGE_KEY",
+            "SOPS_AGE_KEY_FILE",
+            "SOPS_AGE_KEY_CMD",
+            "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+            "XDG_CONFIG_HOME",
+            "GITHUB_ACTIONS",
+            "GITHUB_STEP_SUMMARY",
+            "GITHUB_OUTPUT",
+            "GITHUB_WORKSPACE",
+        ] {
+            // SAFETY: runs once, inside OnceLock initialisation, before any test of this
+            // binary reads the environment or spawns a process (they all call this first).
+            unsafe { std::env::remove_var(var) };
+        }
+        // SAFETY: as above.
+        unsafe { std::env::set_var("HOME", home.path()) };
+        home
+    })
+    .path()
+}
+
 /// The real sops binary, found only through SOPS_BIN as set by .ci/setup.sh.
 pub fn sops_bin() -> PathBuf {
+    clean_env();
     match std::env::var_os("SOPS_BIN") {
         Some(bin) if !bin.is_empty() => PathBuf::from(bin),
         _ => panic!(
@@ -36,6 +68,7 @@ pub struct SopsFixture {
 
 impl SopsFixture {
     pub fn new() -> SopsFixture {
+        clean_env();
         let dir = tempfile::tempdir().expect("temp dir");
         let key_file = dir.path().join("age-key.txt");
         let out = tool("age-keygen")
