@@ -72,6 +72,7 @@ impl ExecutionRow {
             deployment_name: self.deployment_name.clone(),
             schedule_name: self.schedule_name.clone(),
             job_name: self.job_name.clone(),
+            reason: self.reason.clone(),
         }
     }
 }

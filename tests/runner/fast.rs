@@ -61,6 +61,7 @@ async fn run_succeeds_and_its_logs_are_readable_in_order_while_it_runs() {
     let e = s.api.wait_end(&id, Duration::from_secs(30)).await;
     assert_eq!(e["status"], "SUCCEEDED", "{e}");
     assert_eq!(e["exit_code"], 0);
+    assert!(e.get("reason").is_none(), "{e}");
     assert_eq!(e["job_name"], "slow");
     assert_eq!(e["deployment_name"], "production");
     assert!(e["end_time"].is_string());
@@ -91,6 +92,7 @@ async fn failure_records_the_exit_code_and_bad_names_are_refused() {
     let e = s.api.wait_end(&fail_id, Duration::from_secs(30)).await;
     assert_eq!(e["status"], "FAILED", "{e}");
     assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["reason"], "meltano exited with code 3");
     let msgs = s.api.log_messages(&fail_id).await;
     assert!(msgs.contains(&"something broke".to_owned()), "{msgs:?}");
 
@@ -143,6 +145,7 @@ async fn stop_ends_the_whole_process_group() {
     assert_eq!(body["execution_id"], id.as_str());
     let e = s.api.wait_end(&id, Duration::from_secs(10)).await;
     assert_eq!(e["status"], "STOPPED", "{e}");
+    assert_eq!(e["reason"], "stopped by request");
     eventually(
         "the child process is gone",
         Duration::from_secs(5),
@@ -180,6 +183,13 @@ async fn a_run_over_the_timeout_fails() {
     let id = s.api.run("production", "hang").await;
     let e = s.api.wait_end(&id, Duration::from_secs(20)).await;
     assert_eq!(e["status"], "FAILED", "{e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 2s"),
+        "{e}"
+    );
     let msgs = s.api.log_messages(&id).await;
     assert!(
         msgs.iter().any(|m| m.contains("timed out after 2s")),

@@ -144,6 +144,13 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     );
     let e = api.execution(&first).await;
     assert_eq!(e["status"], "FAILED", "left running after a crash: {e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before it ended"),
+        "{e}"
+    );
     let msgs = api.log_messages(&first).await;
     assert!(
         msgs.iter().any(|m| m.contains("stopped before it ended")),
@@ -173,6 +180,14 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     .await;
     let all = api.executions().await;
     assert_eq!(count(&all, "hourly-hang"), 3, "{all:?}");
+    let skipped = all.iter().find(|e| e["status"] == "SKIPPED").unwrap();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still running"),
+        "{skipped}"
+    );
     assert_eq!(
         all.iter().filter(|e| e["status"] == "RUNNING").count(),
         1,
