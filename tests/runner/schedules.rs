@@ -232,6 +232,19 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
     let calls = world.calls().iter().filter(|c| *c == "run ok").count();
     assert_eq!(calls, 4, "the stand-in ran {calls} times");
 
+    // A stop asked of one replica ends a run of the other.
+    let id = api_a.run("production", "hang").await;
+    eventually("the run is under way", Duration::from_secs(20), || async {
+        world.path("bin/child.pid").exists()
+    })
+    .await;
+    let path = format!("/jobs/v1/{}/{}/{id}", tenant.org, tenant.pid);
+    let (status, body) = api_b.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let e = api_a.wait_end(&id, Duration::from_secs(20)).await;
+    assert_eq!(e["status"], "STOPPED", "{e}");
+    std::fs::remove_file(world.path("bin/child.pid")).unwrap();
+
     // A replica that dies mid-run: the other marks its run failed once the lease expires.
     let id = api_a.run("production", "hang").await;
     eventually("the run is under way", Duration::from_secs(20), || async {
