@@ -19,9 +19,13 @@ struct Env {
 
 impl Env {
     fn new(schedules: usize, server_args: &[&str]) -> Env {
+        Env::on(Store::Sqlite, schedules, server_args)
+    }
+
+    fn on(store: Store, schedules: usize, server_args: &[&str]) -> Env {
         let repo = TestRepo::with_meltano_yml(&meltano_yml(schedules));
         let server = TestServer::start(
-            Store::Sqlite,
+            store,
             ServerOptions::new().args(server_args.iter().copied()),
         );
         let (org, pid, token) = server.bootstrap(&repo);
@@ -423,9 +427,8 @@ fn variant(i: usize) -> String {
 
 /// 8 saved plans made at the same revision, applied at once: one applies fully, the
 /// others are refused as stale, and the state is the applied plan's.
-#[test]
-fn concurrent_applies_of_saved_plans_apply_one_and_refuse_the_rest_as_stale() {
-    let env = Env::new(8, &["--simulate-latency", "5ms"]);
+fn concurrent_applies_of_saved_plans_apply_one_and_refuse_the_rest_as_stale(store: Store) {
+    let env = Env::on(store, 8, &["--simulate-latency", "5ms"]);
     env.write("cloud.yml", &cloud_yml("jaffle-shop", 1, |_| 0, 0));
     env.expect(&["apply", "--auto-approve"], 0);
     for i in 0..8 {
@@ -473,9 +476,8 @@ fn concurrent_applies_of_saved_plans_apply_one_and_refuse_the_rest_as_stale() {
 
 /// 8 fresh applies of different files at once take turns through the lock: all succeed,
 /// each after planning from the state the previous one left.
-#[test]
-fn concurrent_fresh_applies_take_turns_through_the_lock() {
-    let env = Env::new(8, &["--simulate-latency", "20ms"]);
+fn concurrent_fresh_applies_take_turns_through_the_lock(store: Store) {
+    let env = Env::on(store, 8, &["--simulate-latency", "20ms"]);
     env.write("cloud.yml", &cloud_yml("jaffle-shop", 1, |_| 0, 0));
     env.expect(&["apply", "--auto-approve"], 0);
     for i in 0..8 {
@@ -513,5 +515,36 @@ fn concurrent_fresh_applies_take_turns_through_the_lock() {
     assert!(records.iter().all(|r| r["outcome"] == "succeeded"));
     let enabled = env.enabled();
     assert_eq!(enabled.len(), 1, "{enabled:?}");
+    // The state is the last apply's: the newest record enabled that schedule.
+    let last: Vec<&str> = records[0]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["address"].as_str())
+        .collect();
+    assert!(
+        last.contains(&format!("schedule.{}", enabled[0]).as_str()),
+        "{last:?} vs {enabled:?}"
+    );
     assert!(env.snapshot()["lock"].is_null());
+}
+
+#[test]
+fn concurrent_saved_plans_sqlite() {
+    concurrent_applies_of_saved_plans_apply_one_and_refuse_the_rest_as_stale(Store::Sqlite);
+}
+
+#[test]
+fn concurrent_saved_plans_postgres() {
+    concurrent_applies_of_saved_plans_apply_one_and_refuse_the_rest_as_stale(Store::Postgres);
+}
+
+#[test]
+fn concurrent_fresh_applies_sqlite() {
+    concurrent_fresh_applies_take_turns_through_the_lock(Store::Sqlite);
+}
+
+#[test]
+fn concurrent_fresh_applies_postgres() {
+    concurrent_fresh_applies_take_turns_through_the_lock(Store::Postgres);
 }
