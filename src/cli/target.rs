@@ -497,3 +497,29 @@ impl Target {
         }
     }
 }
+
+#[derive(Debug, Error, Diagnostic)]
+#[error("the local control plane does not run jobs, so it cannot {action}")]
+#[diagnostic(
+    code(cli::local_runs),
+    help(
+        "runs need a running control plane: start `meltano-cloud server` and point --api-url \
+         (or MELTANO_CLOUD_API_URL) at it"
+    )
+)]
+pub struct LocalRuns {
+    pub action: String,
+}
+
+impl Target {
+    /// Fails early, with what to do, for commands that need the runner of a real server.
+    pub fn require_runner(&self, action: &str) -> miette::Result<()> {
+        if self.local {
+            return Err(LocalRuns {
+                action: action.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -376,7 +376,15 @@ fn commands_work_against_the_local_control_plane() {
     let out = run(&["project", "list"]);
     assert!(ok(&out).contains("local") || out.status.success());
     let out = run(&["history"]);
-    ok(&out);
+    assert!(ok(&out).contains("No executions found."));
+    // Runs need a server; the local plane says so at once.
+    let out = run(&["run", "daily-refresh", "--deployment", "production"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the local control plane does not run jobs"),
+        "{err}"
+    );
     let out = run(&["config", "env", "delete", "LOCAL_SECRET", "--yes"]);
     ok(&out);
     let out = run(&["deployment", "delete", "--name", "production", "--yes"]);
