@@ -170,7 +170,7 @@ fn ok(out: &Output) -> String {
 fn login_stores_the_token_privately_and_commands_use_it() {
     let repo = TestRepo::new();
     let server = TestServer::start_sqlite();
-    let (_org, _pid, owner) = server.bootstrap(&repo);
+    let (_org, pid, owner) = server.bootstrap(&repo);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nested").join("config.json");
 
@@ -215,13 +215,12 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     assert_eq!(stored["token"], owner.as_str());
 
     // Without --api-url or a token, the stored ones are used; defaults are remembered.
-    let out = cli(
-        dir.path(),
-        &config,
-        &["project", "use", "--name", "jaffle-shop"],
-        None,
-    );
-    ok(&out);
+    // A project is found by id as well as by name.
+    let out = cli(dir.path(), &config, &["project", "use", "--id", &pid], None);
+    assert!(ok(&out).contains(&format!("`jaffle-shop` ({pid})")));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(stored["default_projects"]["acme"], pid.as_str());
     let out = cli(dir.path(), &config, &["deployment", "list"], None);
     let stdout = ok(&out);
     assert!(stdout.contains("No deployments found."), "{stdout}");
