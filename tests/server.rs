@@ -47,6 +47,7 @@ on_both_stores!(
     seed_and_snapshot,
     simulated_latency_and_faults,
     load_200_clients,
+    snapshot_current_across_replicas,
 );
 
 /// A server started with another key than the database's is refused with a clear message.

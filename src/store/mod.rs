@@ -278,7 +278,25 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     cipher: Option<Arc<Cipher>>,
+    snapshots: Arc<SnapshotCache>,
 }
+
+/// Serialized deployments and secrets of recently read projects, keyed by revision. Every
+/// change of those bumps the revision, so an entry whose revision matches the database's
+/// is current, also when another replica made the change.
+#[derive(Default)]
+struct SnapshotCache {
+    entries: std::sync::Mutex<HashMap<String, CachedSnapshot>>,
+}
+
+#[derive(Clone)]
+struct CachedSnapshot {
+    revision: i64,
+    deployments: Arc<str>,
+    secrets: Arc<str>,
+}
+
+const SNAPSHOT_CACHE_ENTRIES: usize = 32;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -417,6 +435,7 @@ impl Store {
             pool,
             backend: target.backend,
             cipher: None,
+            snapshots: Arc::new(SnapshotCache::default()),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -1222,6 +1241,65 @@ impl Store {
             secrets,
             lock: lock.as_ref().map(lock_from_row).transpose()?,
         })
+    }
+
+    /// The snapshot as JSON, reusing the serialized state of an unchanged revision.
+    pub async fn snapshot_json(&self, project: &Project) -> Result<String> {
+        let pid = &project.project_id;
+        let revision = self.project_revision(pid).await?;
+        let cached = {
+            let entries = self
+                .snapshots
+                .entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            entries.get(pid).filter(|c| c.revision == revision).cloned()
+        };
+        let (entry, lock) = match cached {
+            Some(entry) => (entry, self.current_lock(pid).await?),
+            None => {
+                let snap = self.snapshot(project).await?;
+                // Lists of wire types always serialize.
+                let entry = CachedSnapshot {
+                    revision: snap.revision,
+                    deployments: serde_json::to_string(&snap.deployments)
+                        .unwrap_or_else(|_| "[]".into())
+                        .into(),
+                    secrets: serde_json::to_string(&snap.secrets)
+                        .unwrap_or_else(|_| "[]".into())
+                        .into(),
+                };
+                let mut entries = self
+                    .snapshots
+                    .entries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if entries.len() >= SNAPSHOT_CACHE_ENTRIES && !entries.contains_key(pid) {
+                    if let Some(k) = entries.keys().next().cloned() {
+                        entries.remove(&k);
+                    }
+                }
+                entries.insert(pid.clone(), entry.clone());
+                (entry, snap.lock)
+            }
+        };
+        let project_json = serde_json::to_string(project).unwrap_or_default();
+        let lock_json = serde_json::to_string(&lock).unwrap_or_else(|_| "null".into());
+        let mut out = String::with_capacity(
+            entry.deployments.len() + entry.secrets.len() + project_json.len() + 128,
+        );
+        out.push_str("{\"project\":");
+        out.push_str(&project_json);
+        out.push_str(",\"revision\":");
+        out.push_str(&entry.revision.to_string());
+        out.push_str(",\"deployments\":");
+        out.push_str(&entry.deployments);
+        out.push_str(",\"secrets\":");
+        out.push_str(&entry.secrets);
+        out.push_str(",\"lock\":");
+        out.push_str(&lock_json);
+        out.push('}');
+        Ok(out)
     }
 
     // ------------------------------------------------------------ locks
