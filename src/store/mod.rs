@@ -1522,55 +1522,114 @@ impl Store {
         let cipher = self.cipher()?;
         let (mut tx, rev) = self.begin_mutation(project_id).await?;
         let now = now_ms();
-        for d in 0..size.deployments {
-            let dep = format!("deploy-{d:04}");
-            sqlx::query(
-                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(project_id)
-            .bind(&dep)
-            .bind("prod")
-            .bind("main")
-            .bind(git_rev_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            for s in 0..size.schedules {
-                sqlx::query(
-                    "INSERT INTO schedules (project_id, deployment_name, schedule_name, cron_interval, job_name, enabled) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(project_id)
-                .bind(&dep)
-                .bind(format!("schedule-{s:03}"))
-                .bind("@daily")
-                .bind(Some(format!("job-{s:03}")))
-                .bind(0i64)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for k in 0..size.secrets {
-            let name = format!("SECRET_{k:04}");
-            let ct = cipher.encrypt(
-                &Self::secret_context(project_id, &name),
-                format!("seed-value-{k}").as_bytes(),
-            );
-            sqlx::query(
-                "INSERT INTO secrets (project_id, name, ciphertext, fingerprint, updated_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(project_id)
-            .bind(&name)
-            .bind(ct)
-            .bind(Some(format!("seed-{k}")))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let text = |s: &str| SeedValue::Text(s.to_string());
+        let deployments: Vec<Vec<SeedValue>> = (0..size.deployments)
+            .map(|d| {
+                vec![
+                    text(project_id),
+                    SeedValue::Text(format!("deploy-{d:04}")),
+                    text("prod"),
+                    text("main"),
+                    text(git_rev_hash),
+                    SeedValue::Int(now),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at)",
+            deployments,
+        )
+        .await?;
+        let schedules: Vec<Vec<SeedValue>> = (0..size.deployments)
+            .flat_map(|d| (0..size.schedules).map(move |s| (d, s)))
+            .map(|(d, s)| {
+                vec![
+                    text(project_id),
+                    SeedValue::Text(format!("deploy-{d:04}")),
+                    SeedValue::Text(format!("schedule-{s:03}")),
+                    text("@daily"),
+                    SeedValue::Text(format!("job-{s:03}")),
+                    SeedValue::Int(0),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "schedules (project_id, deployment_name, schedule_name, cron_interval, job_name, enabled)",
+            schedules,
+        )
+        .await?;
+        let secrets: Vec<Vec<SeedValue>> = (0..size.secrets)
+            .map(|k| {
+                let name = format!("SECRET_{k:04}");
+                let ct = cipher.encrypt(
+                    &Self::secret_context(project_id, &name),
+                    format!("seed-value-{k}").as_bytes(),
+                );
+                vec![
+                    text(project_id),
+                    SeedValue::Text(name),
+                    SeedValue::Text(ct),
+                    SeedValue::Text(format!("seed-{k}")),
+                    SeedValue::Int(now),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "secrets (project_id, name, ciphertext, fingerprint, updated_at)",
+            secrets,
+        )
+        .await?;
         tx.commit().await?;
         Ok(rev)
     }
+}
+
+enum SeedValue {
+    Text(String),
+    Int(i64),
+}
+
+/// Multi-row INSERTs, a few hundred rows per statement (fewer round trips).
+async fn insert_rows(
+    tx: &mut Transaction<'static, Any>,
+    table_and_columns: &str,
+    rows: Vec<Vec<SeedValue>>,
+) -> Result<()> {
+    const ROWS_PER_STATEMENT: usize = 200;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<SeedValue>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for j in 0..row.len() {
+                n += 1;
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${n}"));
+            }
+            sql.push(')');
+        }
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            for value in row {
+                query = match value {
+                    SeedValue::Text(t) => query.bind(t),
+                    SeedValue::Int(i) => query.bind(i),
+                };
+            }
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// A root path inside a repository, normalized: no leading `./` or `/`, no trailing `/`,
