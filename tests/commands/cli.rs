@@ -271,6 +271,19 @@ fn login_stores_the_token_privately_and_commands_use_it() {
         None,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    // MELTANO_CLOUD_BASE_URL overrides the stored URL the same way, without editing the file.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["project", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("MELTANO_CLOUD_BASE_URL", "http://127.0.0.1:1")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 
     let out = cli(dir.path(), &config, &["logout"], None);
     ok(&out);
@@ -363,7 +376,15 @@ fn commands_work_against_the_local_control_plane() {
     let out = run(&["project", "list"]);
     assert!(ok(&out).contains("local") || out.status.success());
     let out = run(&["history"]);
-    ok(&out);
+    assert!(ok(&out).contains("No executions found."));
+    // Runs need a server; the local plane says so at once.
+    let out = run(&["run", "daily-refresh", "--deployment", "production"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the local control plane does not run jobs"),
+        "{err}"
+    );
     let out = run(&["config", "env", "delete", "LOCAL_SECRET", "--yes"]);
     ok(&out);
     let out = run(&["deployment", "delete", "--name", "production", "--yes"]);
