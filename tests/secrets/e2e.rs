@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixture::{clean_env, isolate, sops_bin};
-use crate::support::{BIN, Store, TestRepo, TestServer, client};
+use crate::support::{BIN, ServerOptions, Store, TestRepo, TestServer, client};
 
 /// Distinctive values, one per secret; made unique per test run so that a stale file can
 /// never make a leak check pass or fail by accident.
@@ -129,7 +129,8 @@ impl Project {
         repo.git(&["add", "-A"]);
         repo.git(&["commit", "-q", "-m", "cloud.yml and secrets"]);
 
-        let server = TestServer::start(store, Default::default());
+        // The most verbose server logging: nothing it logs may hold a value.
+        let server = TestServer::start(store, ServerOptions::new().args(["-vv"]));
         let (org, project_id, _owner) = server.bootstrap(&repo);
         let token = server.token(&org, "maintainer");
         Project {
@@ -380,7 +381,7 @@ async fn plan_apply_plan(store: Store) {
     assert!(err.contains("SOPS_AGE_KEY_FILE"), "{err}");
 
     // Apply with the key sets them; the next plan shows no change.
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -499,7 +500,7 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     let mut damaged = original.clone().into_bytes();
     damaged[start] = if damaged[start] == b'A' { b'B' } else { b'A' };
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &damaged).unwrap();
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(
