@@ -21,7 +21,8 @@ out() { printf '%s=%s\n' "$1" "$2" >> "$GITHUB_OUTPUT"; }
 if [ -n "$repo" ] && [ -n "$target" ] && [[ "$ref" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]]; then
   asset="meltano-cloud-${ref}-${target}.tar.gz"
   url="https://github.com/${repo}/releases/download/${ref}/${asset}"
-  if curl -fsSLI --retry 3 -o /dev/null "$url"; then
+  # A one-byte GET: release downloads redirect to signed URLs that only allow GET.
+  if curl -fsSL --retry 3 -r 0-0 -o /dev/null "$url"; then
     out source release
     out asset-url "$url"
     out asset-name "$asset"
