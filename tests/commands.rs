@@ -1,8 +1,14 @@
 //! Tests of the API client and of the commands of the original CLI (login, project,
 //! deployment, schedule, config env, run, history, logs, job).
 
+mod support;
+
 mod commands {
+    pub mod cli;
     pub mod client;
+    pub mod runs;
+    #[cfg(unix)]
+    pub mod tty;
 }
 
 /// Cases that need no control plane: argument errors, connection refused, missing token.

@@ -6,7 +6,7 @@
 //! the Meltano project.
 
 use std::any::Any;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -72,15 +72,6 @@ pub enum TargetError {
         org: String,
         help: String,
     },
-    #[error("cannot start the local control plane in {dir}: {message}")]
-    #[diagnostic(
-        code(target::local),
-        help(
-            "run from the folder of your Meltano project (or pass -C DIR), or point \
-             --api-url at a running control plane"
-        )
-    )]
-    Local { dir: PathBuf, message: String },
 }
 
 /// How to connect.
@@ -271,10 +262,12 @@ async fn connect_local(
     settings: Settings,
 ) -> miette::Result<Target> {
     let (dir, name) = local_project(global, options.project_hint);
-    let plane = start_local_plane(&dir, &name).await?;
+    let plane = crate::server::local::start_local(&dir, &name).await?;
     let client = Client::new(&plane.base_url, Some(plane.token.clone()))?;
-    let db = dir.join(".meltano").join("cloud").join("control-plane.db");
-    let cwd = std::env::current_dir().unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .and_then(|c| c.canonicalize())
+        .unwrap_or_default();
+    let db = plane.database.clone();
     let shown = db.strip_prefix(&cwd).unwrap_or(&db).display().to_string();
     Ok(Target {
         client,
@@ -284,24 +277,7 @@ async fn connect_local(
         local: true,
         settings_path: path,
         settings,
-        _keepalive: Some(plane.keepalive),
-    })
-}
-
-/// The embedded control plane, as the target needs it.
-struct LocalHandle {
-    base_url: String,
-    token: String,
-    org: String,
-    project: Project,
-    keepalive: Box<dyn Any + Send + Sync>,
-}
-
-async fn start_local_plane(dir: &Path, name: &str) -> Result<LocalHandle, TargetError> {
-    let _ = name;
-    Err(TargetError::Local {
-        dir: dir.to_path_buf(),
-        message: "this build has no embedded control plane".into(),
+        _keepalive: Some(Box::new(plane)),
     })
 }
 

@@ -165,6 +165,13 @@ pub enum ApplyError {
         skipped: usize,
     },
 
+    #[error("Apply interrupted before any change was made")]
+    #[diagnostic(
+        code(apply::interrupted),
+        help("nothing was changed; the project lock was released")
+    )]
+    InterruptedBefore,
+
     #[error("Apply interrupted: {applied} change(s) applied, {skipped} not applied")]
     #[diagnostic(
         code(apply::interrupted),
@@ -224,17 +231,24 @@ async fn apply_fresh(global: &GlobalArgs, args: &Args) -> miette::Result<ExitCod
     )
     .await?;
     let result = async {
-        let snapshot = target.client.snapshot(&target.org, &pid).await?;
-        let plan = crate::plan::plan(&desired.state, &snapshot, &args.planning.options())?;
-        let ctx = plan_cmd::context(&target, &snapshot, &args.planning.targets);
-        print(&text::render(&ctx, &plan))?;
-        if !plan.has_changes() {
+        let prepared = until_interrupted(async {
+            let snapshot = target.client.snapshot(&target.org, &pid).await?;
+            let plan = crate::plan::plan(&desired.state, &snapshot, &args.planning.options())?;
+            let ctx = plan_cmd::context(&target, &snapshot, &args.planning.targets);
+            print(&text::render(&ctx, &plan))?;
+            if !plan.has_changes() {
+                return Ok(None);
+            }
+            if !args.auto_approve {
+                confirm().await?;
+            }
+            let values = decrypt(&desired.spec.dir, &plan, &args.sops, None).await?;
+            Ok(Some((plan, values)))
+        })
+        .await?;
+        let Some((plan, values)) = prepared else {
             return Ok(ExitCode::SUCCESS);
-        }
-        if !args.auto_approve {
-            confirm().await?;
-        }
-        let values = decrypt(&desired.spec.dir, &plan, &args.sops, None).await?;
+        };
         execute(
             &target,
             &pid,
@@ -248,6 +262,16 @@ async fn apply_fresh(global: &GlobalArgs, args: &Args) -> miette::Result<ExitCod
     .await;
     lock.release().await;
     result
+}
+
+/// Runs `work` unless ctrl-c comes first (before any change is made).
+async fn until_interrupted<T>(
+    work: impl std::future::Future<Output = miette::Result<T>>,
+) -> miette::Result<T> {
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err(ApplyError::InterruptedBefore.into()),
+    }
 }
 
 async fn apply_saved(global: &GlobalArgs, args: &Args, file: &Path) -> miette::Result<ExitCode> {
@@ -278,23 +302,31 @@ async fn apply_saved(global: &GlobalArgs, args: &Args, file: &Path) -> miette::R
     )
     .await?;
     let result = async {
-        let snapshot = target.client.snapshot(&target.org, &pid).await?;
-        if snapshot.revision != saved.revision {
-            return Err(ApplyError::Stale {
-                planned: saved.revision,
-                current: snapshot.revision,
-            }
-            .into());
-        }
         let ctx = crate::commands::show::context(&saved);
         let plan = &saved.plan;
-        if !plan.has_changes() {
-            print(&text::render(&ctx, plan))?;
+        let values = until_interrupted(async {
+            let snapshot = target.client.snapshot(&target.org, &pid).await?;
+            if snapshot.revision != saved.revision {
+                return Err(ApplyError::Stale {
+                    planned: saved.revision,
+                    current: snapshot.revision,
+                }
+                .into());
+            }
+            if !plan.has_changes() {
+                print(&text::render(&ctx, plan))?;
+                return Ok(None);
+            }
+            print(&format!("{}\n", target.description))?;
+            let base = crate::spec::parent_dir(&global.file);
+            decrypt(&base, plan, &args.sops, Some(&base))
+                .await
+                .map(Some)
+        })
+        .await?;
+        let Some(values) = values else {
             return Ok(ExitCode::SUCCESS);
-        }
-        print(&format!("{}\n", target.description))?;
-        let base = crate::spec::parent_dir(&global.file);
-        let values = decrypt(&base, plan, &args.sops, Some(&base)).await?;
+        };
         execute(
             &target,
             &pid,
@@ -393,10 +425,8 @@ async fn decrypt(
         .collect();
     let decrypted = decrypt_requests(base, &requests, &sops.resolve()).await?;
     let mut values = SecretValues::new();
+    // decrypt_requests has already masked every value in GitHub Actions.
     for (name, value) in decrypted.iter() {
-        if crate::render::github::is_github_actions() {
-            crate::render::github::add_mask(value.expose());
-        }
         values.insert(name.to_string(), Zeroizing::new(value.expose().to_string()));
     }
     Ok(values)

@@ -99,20 +99,10 @@ pub fn parse_lookback(text: &str) -> Result<chrono::Duration, String> {
     Ok(total)
 }
 
-/// Escapes glob metacharacters so the server matches `text` literally.
+/// The control plane matches `*` and `?` as wildcards and every other character literally;
+/// names are slugs, which never contain either.
 fn glob_literal(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        match c {
-            '*' | '?' | '[' | ']' | '{' | '}' | '\\' => {
-                out.push('[');
-                out.push(c);
-                out.push(']');
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    text.to_string()
 }
 
 fn pattern(
@@ -258,7 +248,7 @@ mod tests {
 
     #[test]
     fn patterns_match_literally() {
-        assert_eq!(pattern(Some("a*b".into()), None, None).unwrap(), "a[*]b");
+        assert_eq!(pattern(Some("daily".into()), None, None).unwrap(), "daily");
         assert_eq!(pattern(None, Some("daily".into()), None).unwrap(), "daily*");
         assert_eq!(pattern(None, None, Some("sync".into())).unwrap(), "*sync*");
         assert_eq!(pattern(None, None, None), None);

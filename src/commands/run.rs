@@ -36,7 +36,14 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
                 .all_schedules(org, pid, Some(&deployment), Some(1000))
                 .await
             {
-                Ok(all) => all.items.into_iter().map(|s| s.schedule_name).collect(),
+                Ok(all) => {
+                    let mut names: Vec<String> = Vec::new();
+                    for s in all.items {
+                        names.extend(s.job_name);
+                        names.push(s.schedule_name);
+                    }
+                    names
+                }
                 Err(_) => Vec::new(),
             };
             let hint = match did_you_mean(&args.job_or_schedule, names.iter().map(String::as_str)) {

@@ -1239,6 +1239,11 @@ impl Store {
                 "ttl_seconds must be between 1 and 86400".into(),
             ));
         }
+        if req.holder.trim().is_empty() || req.operation.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "holder and operation must not be empty".into(),
+            ));
+        }
         let mut tx = self.pool.begin().await?;
         // Serializes lock requests on PostgreSQL (a row lock on the project).
         let found = sqlx::query("UPDATE projects SET revision = revision WHERE project_id = $1")
@@ -1370,6 +1375,16 @@ impl Store {
         token_name: Option<&str>,
         record: &NewAuditRecord,
     ) -> Result<AuditRecord> {
+        const OUTCOMES: [&str; 3] = ["succeeded", "partial", "failed"];
+        if !OUTCOMES.contains(&record.outcome.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "outcome `{}` is not one of succeeded, partial, failed",
+                record.outcome
+            )));
+        }
+        if record.actor.trim().is_empty() {
+            return Err(StoreError::Invalid("actor must not be empty".into()));
+        }
         let id = ulid::Ulid::new().to_string();
         let now = now_ms();
         let body = serde_json::to_string(record)

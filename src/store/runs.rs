@@ -72,6 +72,7 @@ impl ExecutionRow {
             deployment_name: self.deployment_name.clone(),
             schedule_name: self.schedule_name.clone(),
             job_name: self.job_name.clone(),
+            reason: self.reason.clone(),
         }
     }
 }
@@ -149,6 +150,15 @@ pub async fn get_execution(
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(execution_from_row).transpose()
+}
+
+/// The status of an execution of any project (None when there is no such execution).
+pub async fn execution_status(pool: &AnyPool, execution_id: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT status FROM executions WHERE execution_id = $1")
+        .bind(execution_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get("status")).transpose()
 }
 
 /// Records the end of a running execution. False when it had already ended (for example

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{BIN, Store, TestRepo, TestServer};
+use crate::support::{BIN, ServerOptions, Store, TestRepo, TestServer};
 
 const CLOUD_YML: &str = r#"version: 1
 project: jaffle-shop
@@ -26,6 +26,8 @@ deployments:
 
 struct Env {
     server: TestServer,
+    /// Where the CLI is pointed (a replica of `server` once one is started).
+    url: String,
     repo: TestRepo,
     org: String,
     pid: String,
@@ -35,13 +37,15 @@ struct Env {
 
 impl Env {
     fn new(store: Store) -> Env {
+        Env::with(store, ServerOptions::new())
+    }
+
+    fn with(store: Store, options: ServerOptions) -> Env {
         let repo = TestRepo::new();
-        let server = match store {
-            Store::Sqlite => TestServer::start_sqlite(),
-            Store::Postgres => TestServer::start_postgres(),
-        };
+        let server = TestServer::start(store, options);
         let (org, pid, token) = server.bootstrap(&repo);
         let env = Env {
+            url: server.url().to_string(),
             server,
             repo,
             org,
@@ -61,7 +65,7 @@ impl Env {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(self.repo.path())
-            .env("MELTANO_CLOUD_API_URL", self.server.url())
+            .env("MELTANO_CLOUD_API_URL", &self.url)
             .env("MELTANO_CLOUD_TOKEN", &self.token)
             .env("MELTANO_CLOUD_ORG", &self.org)
             .env(
@@ -132,7 +136,7 @@ impl Env {
     }
 
     fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let url = format!("{}{}", self.server.url(), path);
+        let url = format!("{}{}", self.url, path);
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
             .args(["-H", &format!("Authorization: Bearer {}", self.token)]);
@@ -761,4 +765,89 @@ fn secrets_are_planned_without_a_key_and_applied_with_it() {
         }
     }
     assert!(!env.server.logs().contains("planted-Secret-Value"));
+}
+
+#[test]
+fn a_server_failing_mid_apply_leaves_a_report_and_the_next_apply_converges() {
+    // Every schedule change fails with 503 (after the client's retries); the deployments
+    // before them go through.
+    let mut env = Env::with(
+        Store::Sqlite,
+        ServerOptions::new().args(["--simulate-faults", "PUT:/schedules/*=1@503"]),
+    );
+    let out = env.run(&["apply", "--auto-approve"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        has_line(&stdout, "deployment.production: Creating... Created ("),
+        "{stdout}"
+    );
+    assert!(
+        has_line(
+            &stdout,
+            "schedule.production/daily-refresh: Enabling... Failed ("
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Failed:\n  + schedule.production/daily-refresh: "),
+        "{stdout}"
+    );
+    assert!(
+        flat(&stderr).contains("Apply failed: 1 change(s) failed, 0 not applied, 2 applied"),
+        "{stderr}"
+    );
+    assert!(env.snapshot()["lock"].is_null());
+
+    // The fault goes away (same database, a server without the knob).
+    let healthy = env.server.replica(ServerOptions::new());
+    env.url = healthy.url().to_string();
+    assert_eq!(env.changes(), ["schedule.production/daily-refresh update"]);
+    env.expect(&["apply", "--auto-approve"], 0);
+    assert!(env.changes().is_empty());
+}
+
+#[test]
+fn ctrl_c_stops_the_apply_reports_and_releases_the_lock() {
+    use std::io::BufRead;
+    let env = Env::with(
+        Store::Sqlite,
+        ServerOptions::new().args(["--simulate-latency", "300ms"]),
+    );
+    let mut child = env
+        .command(&["apply", "--auto-approve", "--parallelism", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("deployment.") && line.contains("Created (") {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            break;
+        }
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{seen}\n{stderr}");
+    assert!(
+        flat(&stderr).contains("Apply interrupted: 1 change(s) applied, 2 not applied"),
+        "{seen}\n{stderr}"
+    );
+    assert!(seen.contains("Not applied:\n"), "{seen}");
+    assert!(env.snapshot()["lock"].is_null(), "lock released on ctrl-c");
+    env.expect(&["apply", "--auto-approve"], 0);
+    assert!(env.changes().is_empty());
 }

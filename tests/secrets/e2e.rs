@@ -119,7 +119,11 @@ impl Project {
                 .args(["encrypt", "-i", file])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::fs::write(dir.join("cloud.yml"), CLOUD_YML).unwrap();
         repo.git(&["add", "-A"]);
@@ -152,7 +156,10 @@ impl Project {
             .env("MELTANO_CLOUD_API_URL", self.server.url())
             .env("MELTANO_CLOUD_TOKEN", &self.token)
             .env("MELTANO_CLOUD_ORG", &self.org)
-            .env("MELTANO_CLOUD_CONFIG_PATH", self.key_dir.path().join("settings.toml"))
+            .env(
+                "MELTANO_CLOUD_CONFIG_PATH",
+                self.key_dir.path().join("settings.toml"),
+            )
             .env("SOPS_BIN", sops_bin())
             .env("NO_COLOR", "1")
             .env_remove("CI");
@@ -176,7 +183,11 @@ impl Project {
             .args(["set", file, index, json])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     async fn audit(&self) -> String {
@@ -229,7 +240,11 @@ impl Project {
                 let mut dump = String::new();
                 for row in tables {
                     let table = row[0].clone().unwrap();
-                    for r in self.server.db.pg_rows(&format!("select t::text from \"{table}\" t")) {
+                    for r in self
+                        .server
+                        .db
+                        .pg_rows(&format!("select t::text from \"{table}\" t"))
+                    {
                         dump.push_str(r[0].as_deref().unwrap_or(""));
                         dump.push('\n');
                     }
@@ -241,10 +256,12 @@ impl Project {
 
     /// Fails when any planted value appears anywhere we can look.
     async fn assert_no_leak(&self, canaries: &Canaries, extra_files: &[&Path]) {
+        let transcript = self.transcript.borrow().clone();
+        let audit = self.audit().await;
         let mut places: Vec<(String, Vec<u8>)> = vec![
-            ("command output".into(), self.transcript.borrow().clone().into_bytes()),
+            ("command output".into(), transcript.into_bytes()),
             ("server logs".into(), self.server.logs().into_bytes()),
-            ("audit record".into(), self.audit().await.into_bytes()),
+            ("audit record".into(), audit.into_bytes()),
             ("database".into(), self.database_dump()),
         ];
         for file in extra_files {
@@ -255,6 +272,30 @@ impl Project {
             if !file.components().any(|c| c.as_os_str() == ".git") {
                 places.push((file.display().to_string(), std::fs::read(&file).unwrap()));
             }
+        }
+        // Positive controls: each place really holds what it should, so a check that
+        // looks at nothing cannot pass.
+        let find = |name: &str| {
+            let (_, bytes) = places.iter().find(|(p, _)| p == name).unwrap();
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        assert!(
+            find("server logs").contains("/gitops/v1/"),
+            "the server logs hold no requests"
+        );
+        if self.snapshot().await["secrets"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
+            assert!(
+                find("database").contains("TAP_GITLAB_PASSWORD"),
+                "the database dump holds no secret rows"
+            );
+            assert!(
+                find("audit record").contains("secret.TAP_GITLAB_PASSWORD"),
+                "{}",
+                find("audit record")
+            );
         }
         for (place, bytes) in &places {
             let text = String::from_utf8_lossy(bytes);
@@ -324,7 +365,10 @@ async fn plan_apply_plan(store: Store) {
     for format in ["json", "markdown", "text"] {
         let out = p.run(&["-vv", "plan", "--format", format], false);
         assert!(out.status.success(), "{}", text(&out));
-        let out = p.run(&["show", saved.to_str().unwrap(), "--format", format], false);
+        let out = p.run(
+            &["show", saved.to_str().unwrap(), "--format", format],
+            false,
+        );
         assert!(out.status.success(), "{}", text(&out));
     }
 
@@ -371,7 +415,12 @@ async fn plan_apply_plan(store: Store) {
     );
     let saved2 = plans.path().join("plan2.json");
     let out = p.run(
-        &["plan", "--detailed-exitcode", "-o", saved2.to_str().unwrap()],
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "-o",
+            saved2.to_str().unwrap(),
+        ],
         false,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -391,6 +440,25 @@ async fn plan_apply_plan(store: Store) {
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A value set by hand (no fingerprint) is planned as an update, so cloud.yml wins.
+    let url = format!("{}/secrets/v1/{}/{}/", p.server.url(), p.org, p.project_id);
+    let resp = client(&p.token)
+        .put(url)
+        .json(&serde_json::json!({"name": "SLACK_WEBHOOK", "value": "set-by-hand"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let out = p.run(&["plan", "--detailed-exitcode"], false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        secret_lines(&out),
+        ["# secret.SLACK_WEBHOOK will be updated in-place"],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("set by hand"), "{}", text(&out));
 
     p.assert_no_leak(&canaries, &[&saved, &saved2]).await;
 }
@@ -415,9 +483,16 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     let original = std::fs::read_to_string(dir.join("secrets/prod.sops.yaml")).unwrap();
 
     // sops not installed.
-    let out = p.run(&["apply", "--auto-approve", "--sops-bin", "/nonexistent/sops"], true);
+    let out = p.run(
+        &["apply", "--auto-approve", "--sops-bin", "/nonexistent/sops"],
+        true,
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("secrets::sops_not_installed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("secrets::sops_not_installed"),
+        "{}",
+        text(&out)
+    );
 
     // A value's ciphertext edited by hand: plan still works (it is a change), apply fails.
     let start = original.find("ENC[AES256_GCM,data:").unwrap() + "ENC[AES256_GCM,data:".len();
@@ -441,12 +516,19 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &tampered).unwrap();
     std::fs::write(
         dir.join("cloud.yml"),
-        CLOUD_YML.replace("  TARGET_SNOWFLAKE_PASSWORD: { sops: secrets/prod.sops.yaml }\n", ""),
+        CLOUD_YML.replace(
+            "  TARGET_SNOWFLAKE_PASSWORD: { sops: secrets/prod.sops.yaml }\n",
+            "",
+        ),
     )
     .unwrap();
     let out = p.run(&["apply", "--auto-approve"], true);
     assert!(!out.status.success());
-    assert!(text(&out).contains("secrets::mac_mismatch"), "{}", text(&out));
+    assert!(
+        text(&out).contains("secrets::mac_mismatch"),
+        "{}",
+        text(&out)
+    );
 
     // No key.
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &original).unwrap();
@@ -457,7 +539,11 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
 
     // Nothing was set by any of the failed applies.
     let snapshot = p.snapshot().await;
-    assert_eq!(snapshot["secrets"].as_array().map(Vec::len), Some(0), "{snapshot}");
+    assert_eq!(
+        snapshot["secrets"].as_array().map(Vec::len),
+        Some(0),
+        "{snapshot}"
+    );
 
     // With the file restored, every value decrypts again.
     let out = p.run(&["secrets", "check"], true);

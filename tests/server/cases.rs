@@ -957,6 +957,19 @@ pub async fn revisions(store: Store) {
     .await;
     api.post(&format!("/gitops/v1/{org}/{pid}/audit"), json!({"actor": "a", "git_commit": null, "plan_digest": "d", "changes": [], "outcome": "succeeded"})).await;
     assert_eq!(api.revision(&org, &pid).await, 4);
+    let (s, e) = api
+        .post(
+            &format!("/gitops/v1/{org}/{pid}/audit"),
+            json!({"actor": "a", "git_commit": null, "plan_digest": "d", "changes": [], "outcome": "done"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("succeeded, partial, failed")
+    );
     api.delete(&dep).await;
     assert_eq!(api.revision(&org, &pid).await, 5);
 }

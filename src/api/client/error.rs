@@ -183,6 +183,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Path and query-less target of the request, e.g. `GET /deployments/v1/acme/01J.../prod`
+    /// (the base URL is shown once, by the control-plane line every command prints).
+    fn request_line(&self) -> String {
+        let path = self
+            .request
+            .url
+            .strip_prefix(self.base_url())
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&self.request.url);
+        format!("{} {path}", self.request.method)
+    }
+}
+
+/// True when `detail` only repeats "<kind> `<name>` not found" of `subject`.
+fn repeats_subject(detail: &str, subject: &str) -> bool {
+    let named = match subject.match_indices('`').nth(1) {
+        Some((i, _)) => &subject[..=i],
+        None => subject,
+    };
+    detail.starts_with(named) && detail.contains("not found") && detail.len() < named.len() + 60
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let req = &self.request;
@@ -190,17 +213,19 @@ impl fmt::Display for ApiError {
             ApiErrorKind::Status { status, detail, .. } => {
                 if *status == 404 {
                     if let Some(subject) = &req.subject {
-                        return write!(
-                            f,
-                            "{subject} was not found (HTTP 404 from {} {}): {detail}",
-                            req.method, req.url
-                        );
+                        if repeats_subject(detail, subject) {
+                            write!(f, "{subject} was not found")?;
+                        } else {
+                            write!(f, "{subject} was not found: {detail}")?;
+                        }
+                        return write!(f, " (HTTP 404 from {})", self.request_line());
                     }
                 }
                 write!(
                     f,
-                    "failed to {}: {detail} (HTTP {status} from {} {})",
-                    req.action, req.method, req.url
+                    "failed to {}: {detail} (HTTP {status} from {})",
+                    req.action,
+                    self.request_line()
                 )
             }
             ApiErrorKind::Connect { message } => write!(
@@ -261,7 +286,14 @@ impl Diagnostic for ApiError {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        let help = match (&self.hint, self.generic_help()) {
+        // A caller's hint about a name ("did you mean") says more than the generic line.
+        let specific = matches!(self.status(), Some(400 | 404 | 409 | 422));
+        let generic = if self.hint.is_some() && specific {
+            None
+        } else {
+            self.generic_help()
+        };
+        let help = match (&self.hint, generic) {
             (Some(hint), Some(generic)) => format!("{hint}\n{generic}"),
             (Some(hint), None) => hint.clone(),
             (None, Some(generic)) => generic,
