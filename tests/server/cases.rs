@@ -1405,3 +1405,41 @@ pub async fn load_200_clients(store: Store) {
         "revision counts every mutation exactly once"
     );
 }
+
+/// A snapshot served from one replica's cache reflects a change made through another.
+pub async fn snapshot_current_across_replicas(store: Store) {
+    let repo = TestRepo::new();
+    let a = start(store);
+    let (org, pid, token) = a.bootstrap(&repo);
+    let b = a.replica(ServerOptions::default());
+    let api_a = Api::new(&a, &token);
+    let api_b = Api::new(&b, &token);
+    api_a
+        .post(
+            &format!("/deployments/v1/{org}/{pid}/prod"),
+            deploy_body("prod", "main"),
+        )
+        .await;
+    let (_, first) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    let (_, again) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    assert_eq!(first, again);
+    let (s, _) = api_b
+        .put(
+            &format!("/schedules/v1/{org}/{pid}/prod/hourly-sync/enabled"),
+            json!(true),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    api_b
+        .post(
+            &format!("/gitops/v1/{org}/{pid}/lock"),
+            json!({"lock_id": "b", "holder": "replica b", "operation": "apply", "ttl_seconds": 60}),
+        )
+        .await;
+    let (_, after) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    assert_eq!(after["revision"], 2);
+    assert_eq!(after["deployments"][0]["schedules"][1]["enabled"], true);
+    assert_eq!(after["lock"]["holder"], "replica b");
+    let typed: meltano_cloud::api::Snapshot = serde_json::from_value(after).unwrap();
+    assert_eq!(typed.deployments[0].schedules.len(), 2);
+}
