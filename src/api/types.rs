@@ -160,8 +160,7 @@ pub struct Execution {
     pub deployment_name: String,
     pub schedule_name: Option<String>,
     pub job_name: Option<String>,
-    /// Why it ended as it did, when that is not plain success: "meltano exited with code
-    /// 3", "timed out after 6h", "stopped by request", "skipped: the previous run ...".
+    /// Why it ended as it did, unless it plainly succeeded (e.g. `stopped by request`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

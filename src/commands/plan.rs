@@ -193,6 +193,14 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         }
     }
 
+    if global.verbose > 0 {
+        eprintln!(
+            "{} HTTP request(s) to {}",
+            target.client.requests_made(),
+            target.client.base_url()
+        );
+    }
+
     if args.detailed_exitcode && plan.has_changes() {
         return Ok(ExitCode::from(2));
     }

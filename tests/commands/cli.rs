@@ -170,7 +170,7 @@ fn ok(out: &Output) -> String {
 fn login_stores_the_token_privately_and_commands_use_it() {
     let repo = TestRepo::new();
     let server = TestServer::start_sqlite();
-    let (_org, _pid, owner) = server.bootstrap(&repo);
+    let (_org, pid, owner) = server.bootstrap(&repo);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nested").join("config.json");
 
@@ -215,13 +215,12 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     assert_eq!(stored["token"], owner.as_str());
 
     // Without --api-url or a token, the stored ones are used; defaults are remembered.
-    let out = cli(
-        dir.path(),
-        &config,
-        &["project", "use", "--name", "jaffle-shop"],
-        None,
-    );
-    ok(&out);
+    // A project is found by id as well as by name.
+    let out = cli(dir.path(), &config, &["project", "use", "--id", &pid], None);
+    assert!(ok(&out).contains(&format!("`jaffle-shop` ({pid})")));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(stored["default_projects"]["acme"], pid.as_str());
     let out = cli(dir.path(), &config, &["deployment", "list"], None);
     let stdout = ok(&out);
     assert!(stdout.contains("No deployments found."), "{stdout}");
@@ -271,6 +270,19 @@ fn login_stores_the_token_privately_and_commands_use_it() {
         None,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    // MELTANO_CLOUD_BASE_URL overrides the stored URL the same way, without editing the file.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["project", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("MELTANO_CLOUD_BASE_URL", "http://127.0.0.1:1")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 
     let out = cli(dir.path(), &config, &["logout"], None);
     ok(&out);
@@ -363,7 +375,15 @@ fn commands_work_against_the_local_control_plane() {
     let out = run(&["project", "list"]);
     assert!(ok(&out).contains("local") || out.status.success());
     let out = run(&["history"]);
-    ok(&out);
+    assert!(ok(&out).contains("No executions found."));
+    // Runs need a server; the local plane says so at once.
+    let out = run(&["run", "daily-refresh", "--deployment", "production"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the local control plane does not run jobs"),
+        "{err}"
+    );
     let out = run(&["config", "env", "delete", "LOCAL_SECRET", "--yes"]);
     ok(&out);
     let out = run(&["deployment", "delete", "--name", "production", "--yes"]);

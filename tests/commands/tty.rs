@@ -146,6 +146,21 @@ fn login_prompts_without_echo_and_deletes_ask_first() {
         String::from_utf8_lossy(&create.stderr)
     );
 
+    // A secret typed at the prompt is not echoed either.
+    let (status, screen) = in_pty(
+        &["config", "env", "set", "--key", "TYPED_SECRET"],
+        &project,
+        "Value of TYPED_SECRET: ",
+        "typed-secret-value",
+        true,
+    );
+    assert!(status.success(), "{screen}");
+    assert!(
+        !screen.contains("typed-secret-value"),
+        "the value was echoed: {screen}"
+    );
+    assert!(screen.contains("Set secret `TYPED_SECRET`."), "{screen}");
+
     let question = "Only `y` or `yes` proceeds: ";
     let delete = ["deployment", "delete", "--name", "qa"];
     let (status, screen) = in_pty(&delete, &project, question, "no", false);

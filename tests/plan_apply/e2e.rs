@@ -851,3 +851,129 @@ fn ctrl_c_stops_the_apply_reports_and_releases_the_lock() {
     env.expect(&["apply", "--auto-approve"], 0);
     assert!(env.changes().is_empty());
 }
+
+/// The embedded local control plane (`MELTANO_CLOUD_API_URL=local`): state in
+/// `.meltano/cloud/` of the Meltano project, no server and no token.
+struct Local {
+    repo: TestRepo,
+    home: tempfile::TempDir,
+}
+
+impl Local {
+    fn new() -> Local {
+        let local = Local {
+            repo: TestRepo::new(),
+            home: tempfile::tempdir().expect("tempdir"),
+        };
+        local.write("cloud.yml", CLOUD_YML);
+        local
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.repo.path().join(rel), text).expect("write");
+    }
+
+    fn expect(&self, args: &[&str], code: i32) -> (String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(self.repo.path())
+            .env("MELTANO_CLOUD_API_URL", "local")
+            .env(
+                "MELTANO_CLOUD_CONFIG_PATH",
+                self.home.path().join("config.json"),
+            )
+            .env("NO_COLOR", "1")
+            .env_remove("MELTANO_CLOUD_TOKEN")
+            .env_remove("MELTANO_CLOUD_ORG")
+            .env_remove("MELTANO_CLOUD_PROJECT")
+            .env_remove("GITHUB_ACTIONS")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run meltano-cloud");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "meltano-cloud {args:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+        (stdout, stderr)
+    }
+}
+
+#[test]
+fn local_mode_apply_plan_new_schedule_and_stale_plan() {
+    // CI=true is set: naming `local` explicitly is allowed.
+    let local = Local::new();
+    let (plan, _) = local.expect(&["plan", "--detailed-exitcode"], 2);
+    assert!(
+        plan.starts_with("Control plane: local (.meltano/cloud/control-plane.db)\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 3 to add, 0 to change, 0 to destroy."),
+        "{plan}"
+    );
+    let (out, _) = local.expect(&["apply", "--auto-approve"], 0);
+    assert!(
+        out.contains("Apply complete! Changes: 3 added, 0 changed, 0 destroyed."),
+        "{out}"
+    );
+    let (plan, _) = local.expect(&["plan", "--detailed-exitcode"], 0);
+    assert!(plan.contains("No changes."), "{plan}");
+    assert!(
+        local
+            .repo
+            .path()
+            .join(".meltano/cloud/control-plane.db")
+            .is_file()
+    );
+
+    // A new commit adds a schedule listed in cloud.yml: redeploy, then enable.
+    let meltano = std::fs::read_to_string(local.repo.path().join("meltano.yml")).unwrap();
+    local.repo.commit_meltano_yml(&format!(
+        "{meltano}- name: weekly-backfill\n  interval: '@weekly'\n  job: refresh\n"
+    ));
+    local.write(
+        "cloud.yml",
+        &CLOUD_YML.replace(
+            "schedules: [daily-refresh]",
+            "schedules: [daily-refresh, weekly-backfill]",
+        ),
+    );
+    let planfile = local.repo.path().join("plan.json");
+    let (plan, _) = local.expect(
+        &[
+            "plan",
+            "-o",
+            planfile.to_str().unwrap(),
+            "--detailed-exitcode",
+        ],
+        2,
+    );
+    assert!(
+        plan.contains("Plan: 1 to add, 2 to change, 0 to destroy."),
+        "{plan}"
+    );
+
+    // Applying something else first makes the saved plan stale.
+    let stale = local.repo.path().join("stale.json");
+    std::fs::copy(&planfile, &stale).unwrap();
+    let (out, _) = local.expect(
+        &["apply", planfile.to_str().unwrap(), "--parallelism", "1"],
+        0,
+    );
+    let pos = |needle: &str| {
+        out.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {out}"))
+    };
+    assert!(
+        pos("deployment.production: Redeploying... Redeployed")
+            < pos("schedule.production/weekly-backfill: Enabling... Enabled")
+    );
+    let (_, err) = local.expect(&["apply", stale.to_str().unwrap()], 1);
+    assert!(flat(&err).contains("Saved plan is stale"), "{err}");
+    let (plan, _) = local.expect(&["plan", "--detailed-exitcode"], 0);
+    assert!(plan.contains("No changes."), "{plan}");
+}

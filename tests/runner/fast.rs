@@ -349,3 +349,51 @@ async fn a_server_shutting_down_ends_its_runs_as_failed() {
         "{msgs:?}"
     );
 }
+
+#[tokio::test]
+async fn roles_and_organizations_apply_to_runs() {
+    let s = setup(&[]).await;
+    let id = s.api.run("production", "ok").await;
+    s.api.wait_end(&id, Duration::from_secs(30)).await;
+    let db = s.world.sqlite_url();
+    let reader = admin(
+        &db,
+        &["token", "create", "--org", "acme", "--role", "reader"],
+    );
+    admin(&db, &["org", "create", "other"]);
+    let outsider = admin(
+        &db,
+        &["token", "create", "--org", "other", "--role", "owner"],
+    );
+    let as_token = |token: &str| {
+        let t = Arc::new(Tenant {
+            org: s.api.t.org.clone(),
+            pid: s.api.t.pid.clone(),
+            token: token.lines().last().unwrap().trim().to_owned(),
+        });
+        Api::new(&s.server, t)
+    };
+    let (org, pid) = (&s.api.t.org, &s.api.t.pid);
+    let history = format!("/jobs/v1/{org}/{pid}");
+    let logs = format!("/logs/v1/{org}/{pid}/tail/{id}");
+    let stop = format!("/jobs/v1/{org}/{pid}/{id}");
+
+    let r = as_token(&reader);
+    assert_eq!(r.call(reqwest::Method::GET, &history, None).await.0, 200);
+    assert_eq!(r.call(reqwest::Method::GET, &logs, None).await.0, 200);
+    assert_eq!(r.try_run("production", "ok").await.0, 403);
+    assert_eq!(r.call(reqwest::Method::DELETE, &stop, None).await.0, 403);
+
+    let o = as_token(&outsider);
+    assert_eq!(o.call(reqwest::Method::GET, &history, None).await.0, 404);
+    assert_eq!(o.call(reqwest::Method::GET, &logs, None).await.0, 404);
+    assert_eq!(o.try_run("production", "ok").await.0, 404);
+    assert_eq!(o.call(reqwest::Method::DELETE, &stop, None).await.0, 404);
+
+    let anonymous = reqwest::Client::new()
+        .get(format!("{}{history}", s.server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}

@@ -258,3 +258,39 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
     drop(b);
     pg.drop_db().await;
 }
+
+#[tokio::test]
+async fn schedule_spread_delays_each_schedule_by_its_constant_offset() {
+    let world = World::stand_in();
+    world.set_clock(Utc::now());
+    let db = world.sqlite_url();
+    let tenant = Arc::new(bootstrap(&db, &world));
+    let (meltano, clock) = (world.meltano(), world.clock_file());
+    let mut args = scheduler_args(&meltano, &clock, "100ms");
+    args.push("--schedule-spread");
+    let server = Server::start(&db, &world.path("data"), &args);
+    let api = Api::new(&server, tenant.clone());
+    api.deploy("production", "prod").await;
+    api.enable("production", "hourly-ok", true).await;
+    let offset =
+        meltano_cloud::runner::scheduler::spread_offset_ms(&tenant.pid, "production", "hourly-ok");
+    assert!(offset < 7 * 60 * 1000);
+    let hour = next_hour() - TimeDelta::seconds(5);
+    world.set_clock(hour + TimeDelta::milliseconds(offset) - TimeDelta::seconds(2));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The occurrence of the current hour fires too when its delayed time came after the
+    // schedule was enabled; the next hour's must wait for its offset.
+    let before = count(&api.executions().await, "hourly-ok");
+    assert!(before <= 1, "{before}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&api.executions().await, "hourly-ok"),
+        before,
+        "ran before its offset"
+    );
+    world.set_clock(hour + TimeDelta::milliseconds(offset) + TimeDelta::seconds(1));
+    eventually("the delayed run", Duration::from_secs(20), || async {
+        count(&api.executions().await, "hourly-ok") == before + 1
+    })
+    .await;
+}

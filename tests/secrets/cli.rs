@@ -17,7 +17,7 @@ fn secrets_cli_cases() {
         .env("MELTANO_CLOUD_TOKEN", "")
         .env("MELTANO_CLOUD_ORG", "")
         .env("MELTANO_CLOUD_PROJECT", "")
-        .env("MELTANO_CLOUD_CONFIG_PATH", "")
+        .env("MELTANO_CLOUD_CONFIG_PATH", "unused-settings.toml")
         .insert_var("[HOME]", home.display().to_string())
         .unwrap()
         .case("tests/cmd/secrets/*.md");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixture::{clean_env, isolate, sops_bin};
-use crate::support::{BIN, Store, TestRepo, TestServer, client};
+use crate::support::{BIN, ServerOptions, Store, TestRepo, TestServer, client};
 
 /// Distinctive values, one per secret; made unique per test run so that a stale file can
 /// never make a leak check pass or fail by accident.
@@ -129,7 +129,8 @@ impl Project {
         repo.git(&["add", "-A"]);
         repo.git(&["commit", "-q", "-m", "cloud.yml and secrets"]);
 
-        let server = TestServer::start(store, Default::default());
+        // The most verbose server logging: nothing it logs may hold a value.
+        let server = TestServer::start(store, ServerOptions::new().args(["-vv"]));
         let (org, project_id, _owner) = server.bootstrap(&repo);
         let token = server.token(&org, "maintainer");
         Project {
@@ -149,7 +150,12 @@ impl Project {
 
     /// `meltano-cloud ARGS` in the project, against the server, with or without the key.
     fn run(&self, args: &[&str], with_key: bool) -> Output {
+        self.run_with(args, with_key, &[])
+    }
+
+    fn run_with(&self, args: &[&str], with_key: bool, env: &[(&str, &Path)]) -> Output {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
         isolate(&mut cmd, self.key_dir.path());
         cmd.current_dir(self.repo.path())
             .args(args)
@@ -380,7 +386,7 @@ async fn plan_apply_plan(store: Store) {
     assert!(err.contains("SOPS_AGE_KEY_FILE"), "{err}");
 
     // Apply with the key sets them; the next plan shows no change.
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -499,7 +505,7 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     let mut damaged = original.clone().into_bytes();
     damaged[start] = if damaged[start] == b'A' { b'B' } else { b'A' };
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &damaged).unwrap();
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(
@@ -549,4 +555,59 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     let out = p.run(&["secrets", "check"], true);
     assert!(out.status.success(), "{}", text(&out));
     p.assert_no_leak(&canaries, &[]).await;
+}
+
+/// In GitHub Actions, apply registers every value it decrypted with `::add-mask::` before
+/// it prints anything about applying, and nowhere else does a value appear.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_in_github_actions_masks_every_value_first() {
+    let canaries = Canaries::new();
+    let p = Project::new(Store::Sqlite, &canaries);
+    let summary = p.key_dir.path().join("summary.md");
+    let out = p.run_with(
+        &["apply", "--auto-approve"],
+        true,
+        &[
+            ("GITHUB_ACTIONS", Path::new("true")),
+            ("GITHUB_STEP_SUMMARY", &summary),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let masks: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("::add-mask::"))
+        .collect();
+    let mut masked: Vec<&str> = masks
+        .iter()
+        .map(|&i| lines[i].trim_start_matches("::add-mask::"))
+        .collect();
+    masked.sort();
+    let mut expected = vec![
+        canaries.gitlab.as_str(),
+        canaries.slack.as_str(),
+        canaries.snowflake.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(masked, expected, "{stdout}");
+    // Every mask comes before the first line about a secret being set.
+    let first_secret_line = lines
+        .iter()
+        .position(|l| l.starts_with("secret."))
+        .expect("progress lines for the secrets");
+    assert!(masks.iter().all(|&i| i < first_secret_line), "{stdout}");
+    // No value anywhere but in the mask commands.
+    for (i, line) in lines.iter().enumerate() {
+        if !masks.contains(&i) {
+            for needle in canaries.needles() {
+                assert!(!line.contains(&needle), "line {i} holds a value: {line}");
+            }
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    for needle in canaries.needles() {
+        assert!(!stderr.contains(&needle), "stderr holds a value");
+        assert!(!summary.contains(&needle), "the step summary holds a value");
+    }
 }
