@@ -140,28 +140,38 @@ impl GitResolver {
             Some(key) => Some(write_key_file(&self.cache_dir, key)?),
             None => None,
         };
-        let mut cmd = git();
-        if let Some(kf) = &key_file {
-            cmd.env(
-                "GIT_SSH_COMMAND",
-                format!(
-                    "ssh -i '{}' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o BatchMode=yes",
-                    kf.path().display()
-                ),
-            );
-        }
-        if dir.join("HEAD").exists() {
-            cmd.arg("-C")
-                .arg(&dir)
-                .args(["fetch", "--prune", "--quiet", "origin"]);
-        } else {
-            let tmp = dir.with_extension("tmp");
-            let _ = std::fs::remove_dir_all(&tmp);
-            cmd.args(["clone", "--mirror", "--quiet", "--"])
-                .arg(repo)
-                .arg(&tmp);
-        }
-        let (ok, _, err) = output(cmd).await?;
+        // Network faults are retried with backoff: fetching is idempotent.
+        let mut attempt = 0;
+        let (ok, err) = loop {
+            attempt += 1;
+            let mut cmd = git();
+            if let Some(kf) = &key_file {
+                cmd.env(
+                    "GIT_SSH_COMMAND",
+                    format!(
+                        "ssh -i '{}' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o BatchMode=yes",
+                        kf.path().display()
+                    ),
+                );
+            }
+            if dir.join("HEAD").exists() {
+                cmd.arg("-C")
+                    .arg(&dir)
+                    .args(["fetch", "--prune", "--quiet", "origin"]);
+            } else {
+                let tmp = dir.with_extension("tmp");
+                let _ = std::fs::remove_dir_all(&tmp);
+                cmd.args(["clone", "--mirror", "--quiet", "--"])
+                    .arg(repo)
+                    .arg(&tmp);
+            }
+            let (ok, _, err) = output(cmd).await?;
+            if ok || attempt >= 3 || !is_transient(&err) {
+                break (ok, err);
+            }
+            tracing::warn!(%repo, attempt, "git fetch failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+        };
         drop(key_file);
         if !ok {
             return Err(GitError::Unavailable {
@@ -189,6 +199,26 @@ impl GitResolver {
         let dir = self.repo_dir(repo, ssh_key).await?;
         resolve_in(&dir, rev).await
     }
+}
+
+/// Whether a failed fetch looks like a network problem worth retrying.
+fn is_transient(stderr: &str) -> bool {
+    let e = stderr.to_ascii_lowercase();
+    [
+        "could not resolve host",
+        "connection timed out",
+        "connection reset",
+        "connection refused",
+        "early eof",
+        "the remote end hung up",
+        "operation timed out",
+        "temporary failure",
+        "502",
+        "503",
+        "504",
+    ]
+    .iter()
+    .any(|p| e.contains(p))
 }
 
 /// The commit `rev` names in an already available repository directory.

@@ -7,6 +7,8 @@ mod commands {
     pub mod cli;
     pub mod client;
     pub mod runs;
+    #[cfg(unix)]
+    pub mod tty;
 }
 
 /// Cases that need no control plane: argument errors, connection refused, missing token.

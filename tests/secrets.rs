@@ -5,5 +5,9 @@
 mod cli;
 #[path = "secrets/decrypt.rs"]
 mod decrypt;
+#[path = "secrets/e2e.rs"]
+mod e2e;
 #[path = "secrets/fixture.rs"]
 mod fixture;
+#[path = "support/mod.rs"]
+mod support;

@@ -7,6 +7,7 @@ mod support;
 #[path = "server/cases.rs"]
 mod cases;
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use support::{BIN, Database, TestRepo};
@@ -47,6 +48,7 @@ on_both_stores!(
     seed_and_snapshot,
     simulated_latency_and_faults,
     load_200_clients,
+    snapshot_current_across_replicas,
 );
 
 /// A server started with another key than the database's is refused with a clear message.
@@ -273,4 +275,96 @@ fn cli_cases() {
         .env("NO_COLOR", "1")
         .case("tests/cmd/server/*.toml")
         .case("tests/cmd/server/*.md");
+}
+
+/// A remote repository (here `git://` from a local `git daemon`) is cloned as a mirror into
+/// the data dir and fetched again on the next deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_repository_through_a_mirror() {
+    let repo = TestRepo::new();
+    let parent = repo.path().parent().unwrap().to_path_buf();
+    let name = repo
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            // `git daemon` runs git-daemon as a child: end the whole process group.
+            unsafe {
+                libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+            }
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Daemon(
+        Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", parent.display()))
+            .arg(&parent)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("git daemon"),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 20, "git daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let server = support::TestServer::start_sqlite();
+    server.admin(&["org", "create", "acme"]);
+    let url = format!("git://127.0.0.1:{port}/{name}");
+    let pid = server.admin(&[
+        "project", "create", "--org", "acme", "--name", "remote", "--repo", &url,
+    ]);
+    let token = server.token("acme", "maintainer");
+    let http = support::client(&token);
+    let deploy = || {
+        http.post(format!("{}/deployments/v1/acme/{pid}/prod", server.url()))
+            .json(&serde_json::json!({"environment_name": "prod", "git_rev": "main"}))
+            .send()
+    };
+    let r = deploy().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["git_rev_hash"], repo.head());
+    let mirrors: Vec<_> = std::fs::read_dir(server.data_dir().join("git-cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(mirrors.len(), 1, "one mirror clone");
+
+    let second = repo.commit_meltano_yml(&format!(
+        "{}- name: weekly\n  interval: '@weekly'\n  job: refresh\n",
+        support::DEFAULT_MELTANO_YML
+    ));
+    let r = deploy().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["git_rev_hash"], second, "the mirror was fetched");
+    let schedules: serde_json::Value = http
+        .get(format!(
+            "{}/schedules/v1/acme/{pid}/prod/weekly",
+            server.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(schedules["interval"], "@weekly");
 }

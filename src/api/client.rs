@@ -104,9 +104,16 @@ pub struct ClientBuilder {
     timeout: Duration,
     retry: RetryPolicy,
     concurrency: usize,
+    trace: bool,
 }
 
 impl ClientBuilder {
+    /// Print one line per HTTP request on stderr (method, path, status, time); never
+    /// headers, query strings or bodies.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
     pub fn token(mut self, token: Option<impl Into<String>>) -> Self {
         self.token = token.map(|t| Zeroizing::new(t.into()));
         self
@@ -168,6 +175,7 @@ impl ClientBuilder {
                 concurrency: self.concurrency,
                 limiter: Semaphore::new(self.concurrency),
                 requests: AtomicU64::new(0),
+                trace: self.trace,
             }),
         })
     }
@@ -181,6 +189,7 @@ struct Inner {
     concurrency: usize,
     limiter: Semaphore,
     requests: AtomicU64,
+    trace: bool,
 }
 
 /// A cheap-to-clone handle on one control plane, with one token.
@@ -303,6 +312,7 @@ impl Client {
             timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             concurrency: DEFAULT_CONCURRENCY,
+            trace: false,
         }
     }
 
@@ -389,6 +399,7 @@ impl Client {
         loop {
             attempt += 1;
             let may_retry = attempt <= policy.max_retries;
+            let started = std::time::Instant::now();
             let outcome = {
                 let _permit = self.inner.limiter.acquire().await;
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
@@ -414,6 +425,20 @@ impl Client {
                     Err(e) => Err(e),
                 }
             };
+            if self.inner.trace {
+                let result = match &outcome {
+                    Ok((status, _, _)) => status.as_u16().to_string(),
+                    Err(e) if e.is_connect() => "connection failed".to_string(),
+                    Err(e) if e.is_timeout() => "timed out".to_string(),
+                    Err(_) => "transport error".to_string(),
+                };
+                eprintln!(
+                    "http: {} {} -> {result} in {} ms (attempt {attempt})",
+                    call.method,
+                    info.url,
+                    started.elapsed().as_millis()
+                );
+            }
             match outcome {
                 Ok((status, _, bytes)) if status.is_success() => return Ok((status, bytes)),
                 Ok((status, retry_after, bytes)) => {

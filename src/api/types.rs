@@ -160,6 +160,9 @@ pub struct Execution {
     pub deployment_name: String,
     pub schedule_name: Option<String>,
     pub job_name: Option<String>,
+    /// Why it ended as it did, unless it plainly succeeded (e.g. `stopped by request`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

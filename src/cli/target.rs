@@ -128,15 +128,16 @@ async fn connect_remote(
     path: PathBuf,
     settings: Settings,
 ) -> miette::Result<Target> {
-    let overridden = settings.clone().with_env_overrides();
-    // The stored token belongs to the stored URL: never send it to another server.
-    let stored_url_matches = overridden
+    // The stored token belongs to the URL stored with it: never send it to another server,
+    // whether that one comes from --api-url or from MELTANO_CLOUD_BASE_URL.
+    let stored_url_matches = settings
         .base_url
         .as_deref()
         .is_some_and(|u| same_url(u, url));
+    let stored_token = non_empty(&global.token).is_none();
     let token = non_empty(&global.token).or_else(|| {
         if stored_url_matches {
-            non_empty(&overridden.token)
+            non_empty(&settings.token)
         } else {
             None
         }
@@ -147,10 +148,14 @@ async fn connect_remote(
         }
         .into());
     };
-    let client = Client::new(url, Some(token))?;
+    let client = Client::builder(url)
+        .token(Some(token))
+        .trace(global.verbose >= 2)
+        .build()?;
+    // The stored organization is the stored token's; another token asks whoami.
     let org = match non_empty(&global.org).or_else(|| {
-        if stored_url_matches {
-            non_empty(&overridden.org)
+        if stored_url_matches && stored_token {
+            non_empty(&settings.org)
         } else {
             None
         }
@@ -263,7 +268,10 @@ async fn connect_local(
 ) -> miette::Result<Target> {
     let (dir, name) = local_project(global, options.project_hint);
     let plane = crate::server::local::start_local(&dir, &name).await?;
-    let client = Client::new(&plane.base_url, Some(plane.token.clone()))?;
+    let client = Client::builder(&plane.base_url)
+        .token(Some(plane.token.clone()))
+        .trace(global.verbose >= 2)
+        .build()?;
     let cwd = std::env::current_dir()
         .and_then(|c| c.canonicalize())
         .unwrap_or_default();
@@ -487,5 +495,31 @@ impl Target {
             Err(e) if e.is_not_found() => self.explain_missing_deployment(err, deployment).await,
             Err(_) => err.into(),
         }
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+#[error("the local control plane does not run jobs, so it cannot {action}")]
+#[diagnostic(
+    code(cli::local_runs),
+    help(
+        "runs need a running control plane: start `meltano-cloud server` and point --api-url \
+         (or MELTANO_CLOUD_API_URL) at it"
+    )
+)]
+pub struct LocalRuns {
+    pub action: String,
+}
+
+impl Target {
+    /// Fails early, with what to do, for commands that need the runner of a real server.
+    pub fn require_runner(&self, action: &str) -> miette::Result<()> {
+        if self.local {
+            return Err(LocalRuns {
+                action: action.to_string(),
+            }
+            .into());
+        }
+        Ok(())
     }
 }

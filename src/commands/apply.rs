@@ -425,10 +425,8 @@ async fn decrypt(
         .collect();
     let decrypted = decrypt_requests(base, &requests, &sops.resolve()).await?;
     let mut values = SecretValues::new();
+    // decrypt_requests has already masked every value in GitHub Actions.
     for (name, value) in decrypted.iter() {
-        if crate::render::github::is_github_actions() {
-            crate::render::github::add_mask(value.expose());
-        }
         values.insert(name.to_string(), Zeroizing::new(value.expose().to_string()));
     }
     Ok(values)

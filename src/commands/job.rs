@@ -22,6 +22,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
     let Command::Stop(args) = cmd;
     let target = connect(global, None).await?;
     target.announce(global);
+    target.require_runner("stop a run")?;
     let (org, pid) = target.ids()?;
     let stopped = target
         .client

@@ -57,6 +57,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
     let Command::Print(args) = cmd;
     let target = connect(global, None).await?;
     target.announce(global);
+    target.require_runner("show the logs of a run")?;
     let (org, pid) = target.ids()?;
     let id = args.execution_id.as_str();
     let stdout = std::io::stdout();

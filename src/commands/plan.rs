@@ -73,15 +73,13 @@ pub struct Desired {
 pub async fn load_desired(global: &GlobalArgs) -> miette::Result<Desired> {
     let spec = match crate::spec::load(&global.file) {
         Ok(spec) => spec,
-        Err(err) => {
-            let report = miette::Report::new(err);
-            if crate::render::github::is_github_actions() {
-                crate::render::github::annotate_report(&report);
-            }
-            return Err(report);
-        }
+        // Annotated in GitHub Actions by cli::main, like every failure.
+        Err(err) => return Err(miette::Report::new(err)),
     };
     for w in &spec.warnings {
+        if crate::render::github::is_github_actions() {
+            crate::render::github::print_annotations(&crate::render::github::annotations_for(w));
+        }
         eprintln!("{:?}", miette::Report::new(w.clone()));
     }
     let repo_dir = if spec.meltano.dir.as_os_str().is_empty() {

@@ -18,6 +18,7 @@ pub struct Args {
 pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
     let target = connect(global, None).await?;
     target.announce(global);
+    target.require_runner("start a run")?;
     let (org, pid) = target.ids()?;
     let deployment = target.deployment_or_default(args.deployment)?;
     let started = match target

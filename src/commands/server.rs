@@ -45,6 +45,10 @@ pub struct Args {
     #[arg(long)]
     pub print_openapi: bool,
 
+    /// Format of the log lines on stderr.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Test knob: add this latency to every request, e.g. 50ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub simulate_latency: Option<Duration>,
@@ -57,6 +61,12 @@ pub struct Args {
 
     #[command(flatten)]
     pub runner: crate::runner::RunnerArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The data dir: the flag, else the platform data dir, else `./.meltano-cloud`.
@@ -108,7 +118,7 @@ pub async fn attach_key(
     })
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "info,sqlx=warn",
         1 => "debug,sqlx=warn,hyper=info",
@@ -116,11 +126,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
@@ -128,7 +141,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         print!("{}", crate::server::openapi::to_json());
         return Ok(ExitCode::SUCCESS);
     }
-    init_logging(global.verbose);
+    init_logging(global.verbose, args.log_format);
     let faults = match &args.simulate_faults {
         Some(rules) => parse_faults(rules).map_err(|e| {
             miette!(

@@ -68,6 +68,13 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
             println!("{text}");
         }
         Format::Text => {
+            // In GitHub Actions each problem also becomes an annotation on its line.
+            if crate::render::github::is_github_actions() {
+                let flat: Vec<FlatDiagnostic> = diagnostics.iter().map(|d| d.flat()).collect();
+                crate::render::github::print_annotations(
+                    &crate::render::github::annotations_from_flat(&flat),
+                );
+            }
             let color =
                 anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
             let mut err = std::io::stderr().lock();
@@ -81,6 +88,13 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
             if valid {
                 if !global.quiet {
                     println!("{} is valid: {}", path.display(), summary(spec.as_ref()));
+                }
+                if global.verbose > 0 {
+                    if let Some(spec) = &spec {
+                        for file in files_read(spec) {
+                            println!("  read {file}");
+                        }
+                    }
                 }
             } else if diagnostics.iter().any(|d| d.code == "spec::read") {
                 let _ = writeln!(err, "error: could not validate {}", path.display());
@@ -107,6 +121,30 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The files a valid cloud.yml was checked against, for `-v`.
+fn files_read(spec: &LoadedSpec) -> Vec<String> {
+    let mut files = vec![spec.meltano.file.display().to_string()];
+    files.extend(
+        spec.meltano
+            .included_files
+            .iter()
+            .map(|f| f.display().to_string()),
+    );
+    let mut sops: Vec<String> = spec
+        .secrets
+        .values()
+        .map(|s| {
+            crate::spec::meltano::join_clean(&spec.dir, &s.file.to_string_lossy())
+                .display()
+                .to_string()
+        })
+        .collect();
+    sops.sort();
+    sops.dedup();
+    files.extend(sops);
+    files
 }
 
 fn plural(n: usize, word: &str) -> String {

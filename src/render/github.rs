@@ -220,6 +220,30 @@ fn collect_annotations<'a>(
     }
 }
 
+/// Annotations for validation results (`validate`'s flat diagnostics).
+pub fn annotations_from_flat(diagnostics: &[crate::spec::FlatDiagnostic]) -> Vec<Annotation> {
+    diagnostics
+        .iter()
+        .map(|d| {
+            let level = match d.severity {
+                crate::spec::Severity::Error => Level::Error,
+                crate::spec::Severity::Warning => Level::Warning,
+            };
+            let mut message = d.message.clone();
+            if let Some(help) = &d.help {
+                message.push_str("\nhelp: ");
+                message.push_str(help);
+            }
+            let mut annotation = Annotation::new(level, message);
+            annotation.file = Some(workspace_relative(Path::new(&d.file)));
+            annotation.line = Some(d.line);
+            annotation.col = Some(d.column);
+            annotation.title = Some(d.code.clone());
+            annotation
+        })
+        .collect()
+}
+
 /// In GitHub Actions, prints annotations for a failed command's diagnostic.
 pub fn annotate_report(report: &miette::Report) {
     if is_github_actions() {
@@ -228,38 +252,56 @@ pub fn annotate_report(report: &miette::Report) {
 }
 
 /// Registers a value with the runner's log masking. Printed immediately and flushed, so
-/// the mask is in place before anything else could print the value. Multi-line values
-/// are also masked line by line, since the runner matches log lines one at a time.
+/// the mask is in place before anything else could print the value.
 pub fn add_mask(value: &str) {
-    if value.is_empty() {
+    let commands = mask_commands(value);
+    if commands.is_empty() {
         return;
     }
     let mut out = io::stdout().lock();
-    let _ = writeln!(out, "::add-mask::{}", escape_data(value));
-    if value.contains('\n') || value.contains('\r') {
-        for line in value.lines() {
-            let line = line.trim_end_matches('\r');
-            if !line.trim().is_empty() {
-                let _ = writeln!(out, "::add-mask::{}", escape_data(line));
-            }
-        }
+    for command in commands {
+        let _ = writeln!(out, "{command}");
     }
     let _ = out.flush();
 }
 
+/// The `::add-mask::` lines for a value. Multi-line values are also masked line by line,
+/// since the runner matches log lines one at a time.
+pub fn mask_commands(value: &str) -> Vec<String> {
+    if value.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!("::add-mask::{}", escape_data(value))];
+    if value.contains('\n') || value.contains('\r') {
+        for line in value.lines() {
+            let line = line.trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                out.push(format!("::add-mask::{}", escape_data(line)));
+            }
+        }
+    }
+    out
+}
+
 /// Appends Markdown to the job's step summary (`GITHUB_STEP_SUMMARY`). Returns whether
-/// there was a summary file to write to. Text beyond GitHub's 1 MiB cap is cut at a line
-/// boundary with a note.
+/// there was a summary file to write to.
 pub fn append_step_summary(markdown: &str) -> io::Result<bool> {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
         return Ok(false);
     };
+    append_summary_file(Path::new(&path), markdown, MAX_SUMMARY_BYTES)?;
+    Ok(true)
+}
+
+/// Appends Markdown to a summary file that may hold at most `cap` bytes: text beyond the
+/// cap is cut at a line boundary, with a note saying so.
+pub fn append_summary_file(path: &Path, markdown: &str, cap: usize) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(PathBuf::from(path))?;
+        .open(path)?;
     let existing = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    let budget = MAX_SUMMARY_BYTES.saturating_sub(existing);
+    let budget = cap.saturating_sub(existing);
     let mut text = String::with_capacity(markdown.len() + 1);
     if markdown.len() < budget {
         text.push_str(markdown);
@@ -278,8 +320,7 @@ pub fn append_step_summary(markdown: &str) -> io::Result<bool> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    file.write_all(text.as_bytes())?;
-    Ok(true)
+    file.write_all(text.as_bytes())
 }
 
 /// In GitHub Actions, appends to the step summary; outside it, does nothing. Failures to
@@ -341,6 +382,41 @@ mod tests {
         assert_eq!(
             Annotation::new(Level::Warning, "w").to_command(),
             "::warning::w"
+        );
+    }
+
+    #[test]
+    fn masks_whole_values_and_each_line() {
+        assert_eq!(mask_commands("s3cr3t%"), ["::add-mask::s3cr3t%25"]);
+        assert_eq!(
+            mask_commands("-----BEGIN KEY-----\r\nabc\n\n-----END KEY-----"),
+            [
+                "::add-mask::-----BEGIN KEY-----%0D%0Aabc%0A%0A-----END KEY-----",
+                "::add-mask::-----BEGIN KEY-----",
+                "::add-mask::abc",
+                "::add-mask::-----END KEY-----",
+            ]
+        );
+        assert!(mask_commands("  ").is_empty());
+    }
+
+    #[test]
+    fn summary_is_cut_at_a_line_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.md");
+        append_summary_file(&path, "# first\n", 1000).unwrap();
+        let long: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        append_summary_file(&path, &long, 300).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 300, "{}", text.len());
+        assert!(text.starts_with("# first\nline 0\n"));
+        assert!(text.ends_with("holds at most 1 MiB._\n"), "{text}");
+        // Whole lines only.
+        let before_note = text.split("\n\n_The rest").next().unwrap();
+        assert!(
+            before_note
+                .lines()
+                .all(|l| l == "# first" || l.starts_with("line "))
         );
     }
 

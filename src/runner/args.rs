@@ -10,6 +10,7 @@ use crate::store::{Backend, Store};
 
 /// Runs and schedules.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Runs and schedules")]
 pub struct RunnerArgs {
     /// The meltano executable runs use [default: `meltano` on PATH].
     #[arg(long, env = "MELTANO_CLOUD_MELTANO_BIN", value_name = "PATH")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -139,7 +139,7 @@ pub(crate) async fn execute(inner: Arc<Inner>, mut job: Job, log: LogSink) -> Ou
                     Ok(p) => p,
                     Err(_) => return Outcome::failed("the server is shutting down"),
                 },
-                cause = wait_end(&mut job.stop) => return ended_before_start(cause, &log),
+                cause = wait_end(&mut job.stop) => return ended_before_start(cause),
             }
         }
     };
@@ -160,8 +160,7 @@ pub(crate) async fn execute(inner: Arc<Inner>, mut job: Job, log: LogSink) -> Ou
     outcome
 }
 
-fn ended_before_start(cause: EndCause, log: &LogSink) -> Outcome {
-    let _ = log;
+fn ended_before_start(cause: EndCause) -> Outcome {
     match cause {
         EndCause::Stop => Outcome {
             status: runs::STOPPED,
@@ -542,5 +541,3 @@ async fn pump(stream: impl AsyncRead + Unpin, log: LogSink) {
         }
     }
 }
-
-use tokio::io::AsyncReadExt as _;

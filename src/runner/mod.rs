@@ -292,6 +292,7 @@ impl Runner {
                 "marked executions left running by a previous server as failed"
             );
         }
+        remove_stale_work_dirs(inner).await;
         let leases = tokio::spawn(lease_loop(inner.clone()));
         let mut tasks = inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(leases);
@@ -599,6 +600,28 @@ async fn launch(
             .remove(&execution_id);
     });
     Ok(())
+}
+
+/// Removes the work directories that runs of a crashed server left behind.
+async fn remove_stale_work_dirs(inner: &Arc<Inner>) {
+    let Ok(mut entries) = tokio::fs::read_dir(inner.cfg.data_dir.join("runs")).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match runs::execution_status(&inner.pool, &name).await {
+            Ok(Some(status)) if status == runs::RUNNING => continue,
+            Ok(_) => {
+                if let Err(err) = tokio::fs::remove_dir_all(entry.path()).await {
+                    tracing::warn!(path = %entry.path().display(), error = %err, "removing a stale work directory failed");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "checking stale work directories failed");
+                return;
+            }
+        }
+    }
 }
 
 async fn lease_loop(inner: Arc<Inner>) {

@@ -99,7 +99,11 @@ pub fn due_fire(
     now_ms: i64,
 ) -> Option<i64> {
     match interval {
-        Interval::Once => cursor.last_fire_ms.is_none().then_some(cursor.enabled_ms),
+        // A fire before the schedule was last enabled belongs to an earlier enabling.
+        Interval::Once => cursor
+            .last_fire_ms
+            .is_none_or(|f| f < cursor.enabled_ms)
+            .then_some(cursor.enabled_ms),
         Interval::Cron(cron) => {
             // Occurrences are due `offset_ms` after their nominal time; ones whose due
             // time came before the schedule was enabled never fire.
@@ -136,9 +140,23 @@ pub(crate) async fn tick(inner: &Arc<Inner>) {
     if let Err(err) = runs::forget_cursors_except(&inner.pool, &keys).await {
         tracing::warn!(error = %err, "clearing schedule cursors failed");
     }
+    // One query for the last fire of every schedule, rather than one per schedule.
+    let last_fires = match runs::last_fires(&inner.pool).await {
+        Ok(f) => f,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading schedule fires failed");
+            return;
+        }
+    };
     let now_ms = inner.cfg.clock.now_ms();
     for schedule in schedules {
-        if let Err(err) = consider(inner, &schedule, now_ms).await {
+        let key = (
+            schedule.target.project_id.clone(),
+            schedule.target.deployment_name.clone(),
+            schedule.schedule_name.clone(),
+        );
+        let last_fire = last_fires.get(&key).copied();
+        if let Err(err) = consider(inner, &schedule, last_fire, now_ms).await {
             tracing::warn!(
                 project_id = schedule.target.project_id,
                 deployment = schedule.target.deployment_name,
@@ -150,21 +168,18 @@ pub(crate) async fn tick(inner: &Arc<Inner>) {
     }
 }
 
-async fn consider(inner: &Arc<Inner>, s: &EnabledSchedule, now_ms: i64) -> Result<(), String> {
+async fn consider(
+    inner: &Arc<Inner>,
+    s: &EnabledSchedule,
+    last_fire: Option<i64>,
+    now_ms: i64,
+) -> Result<(), String> {
     let interval = parse_interval(&s.interval)?;
     let t = &s.target;
     let cursor = match s.enabled_ms {
         Some(enabled_ms) => runs::Cursor {
             enabled_ms,
-            last_fire_ms: runs::last_fire(
-                &inner.pool,
-                &t.project_id,
-                &t.deployment_name,
-                &s.schedule_name,
-                enabled_ms,
-            )
-            .await
-            .map_err(|e| e.to_string())?,
+            last_fire_ms: last_fire,
         },
         None => runs::schedule_cursor(
             &inner.pool,
@@ -292,6 +307,25 @@ mod tests {
             last_fire_ms: Some(enabled),
         };
         assert_eq!(due_fire(&Interval::Once, once_fired, 0, enabled + 5), None);
+        // Enabled again later: once more.
+        let again = runs::Cursor {
+            enabled_ms: enabled + 10_000,
+            last_fire_ms: Some(enabled),
+        };
+        assert_eq!(
+            due_fire(&Interval::Once, again, 0, enabled + 20_000),
+            Some(enabled + 10_000)
+        );
+        // A fire of an earlier enabling does not hold back the cron schedule's next one.
+        let later = runs::Cursor {
+            enabled_ms: one + 600_000,
+            last_fire_ms: Some(one - 3_600_000),
+        };
+        assert_eq!(
+            due_fire(&i, later, 0, one + 3_600_000),
+            Some(one + 3_600_000)
+        );
+        assert_eq!(due_fire(&i, later, 0, one + 1_000_000), None);
     }
 
     #[test]

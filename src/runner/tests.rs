@@ -248,12 +248,20 @@ async fn stop_ends_the_process_group_and_timeout_fails() {
     assert_eq!(stopped.execution_id, hang.execution_id);
     let row = wait_end(&f, &hang.execution_id).await;
     assert_eq!(row.status, "STOPPED");
-    // The grandchild `sleep` went with its group.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !Path::new(&format!("/proc/{child}")).exists(),
-        "child {child} survived"
-    );
+    // The grandchild `sleep` went with its group (at most a zombie waits to be reaped).
+    let mut gone = false;
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next());
+        if matches!(state, None | Some('Z' | 'X')) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "child {child} survived");
     assert!(matches!(
         f.runner.stop("p1", &hang.execution_id).await,
         Err(RunError::AlreadyEnded { .. })

@@ -239,7 +239,7 @@ impl Diagnostic for SpecError {
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(format!(
-            "run `meltano-cloud validate --file {}` after fixing the problems above",
+            "fix the problems listed below; `meltano-cloud validate --file {}` checks the file again",
             self.path.display()
         )))
     }

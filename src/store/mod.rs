@@ -278,7 +278,25 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     cipher: Option<Arc<Cipher>>,
+    snapshots: Arc<SnapshotCache>,
 }
+
+/// Serialized deployments and secrets of recently read projects, keyed by revision. Every
+/// change of those bumps the revision, so an entry whose revision matches the database's
+/// is current, also when another replica made the change.
+#[derive(Default)]
+struct SnapshotCache {
+    entries: std::sync::Mutex<HashMap<String, CachedSnapshot>>,
+}
+
+#[derive(Clone)]
+struct CachedSnapshot {
+    revision: i64,
+    deployments: Arc<str>,
+    secrets: Arc<str>,
+}
+
+const SNAPSHOT_CACHE_ENTRIES: usize = 32;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -417,6 +435,7 @@ impl Store {
             pool,
             backend: target.backend,
             cipher: None,
+            snapshots: Arc::new(SnapshotCache::default()),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -1224,6 +1243,65 @@ impl Store {
         })
     }
 
+    /// The snapshot as JSON, reusing the serialized state of an unchanged revision.
+    pub async fn snapshot_json(&self, project: &Project) -> Result<String> {
+        let pid = &project.project_id;
+        let revision = self.project_revision(pid).await?;
+        let cached = {
+            let entries = self
+                .snapshots
+                .entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            entries.get(pid).filter(|c| c.revision == revision).cloned()
+        };
+        let (entry, lock) = match cached {
+            Some(entry) => (entry, self.current_lock(pid).await?),
+            None => {
+                let snap = self.snapshot(project).await?;
+                // Lists of wire types always serialize.
+                let entry = CachedSnapshot {
+                    revision: snap.revision,
+                    deployments: serde_json::to_string(&snap.deployments)
+                        .unwrap_or_else(|_| "[]".into())
+                        .into(),
+                    secrets: serde_json::to_string(&snap.secrets)
+                        .unwrap_or_else(|_| "[]".into())
+                        .into(),
+                };
+                let mut entries = self
+                    .snapshots
+                    .entries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if entries.len() >= SNAPSHOT_CACHE_ENTRIES && !entries.contains_key(pid) {
+                    if let Some(k) = entries.keys().next().cloned() {
+                        entries.remove(&k);
+                    }
+                }
+                entries.insert(pid.clone(), entry.clone());
+                (entry, snap.lock)
+            }
+        };
+        let project_json = serde_json::to_string(project).unwrap_or_default();
+        let lock_json = serde_json::to_string(&lock).unwrap_or_else(|_| "null".into());
+        let mut out = String::with_capacity(
+            entry.deployments.len() + entry.secrets.len() + project_json.len() + 128,
+        );
+        out.push_str("{\"project\":");
+        out.push_str(&project_json);
+        out.push_str(",\"revision\":");
+        out.push_str(&entry.revision.to_string());
+        out.push_str(",\"deployments\":");
+        out.push_str(&entry.deployments);
+        out.push_str(",\"secrets\":");
+        out.push_str(&entry.secrets);
+        out.push_str(",\"lock\":");
+        out.push_str(&lock_json);
+        out.push('}');
+        Ok(out)
+    }
+
     // ------------------------------------------------------------ locks
 
     /// Acquires the project lock. Retrying with the same `lock_id` while holding it
@@ -1237,6 +1315,11 @@ impl Store {
         if req.ttl_seconds == 0 || req.ttl_seconds > 86_400 {
             return Err(StoreError::Invalid(
                 "ttl_seconds must be between 1 and 86400".into(),
+            ));
+        }
+        if req.holder.trim().is_empty() || req.operation.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "holder and operation must not be empty".into(),
             ));
         }
         let mut tx = self.pool.begin().await?;
@@ -1370,6 +1453,16 @@ impl Store {
         token_name: Option<&str>,
         record: &NewAuditRecord,
     ) -> Result<AuditRecord> {
+        const OUTCOMES: [&str; 3] = ["succeeded", "partial", "failed"];
+        if !OUTCOMES.contains(&record.outcome.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "outcome `{}` is not one of succeeded, partial, failed",
+                record.outcome
+            )));
+        }
+        if record.actor.trim().is_empty() {
+            return Err(StoreError::Invalid("actor must not be empty".into()));
+        }
         let id = ulid::Ulid::new().to_string();
         let now = now_ms();
         let body = serde_json::to_string(record)
@@ -1429,55 +1522,114 @@ impl Store {
         let cipher = self.cipher()?;
         let (mut tx, rev) = self.begin_mutation(project_id).await?;
         let now = now_ms();
-        for d in 0..size.deployments {
-            let dep = format!("deploy-{d:04}");
-            sqlx::query(
-                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(project_id)
-            .bind(&dep)
-            .bind("prod")
-            .bind("main")
-            .bind(git_rev_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            for s in 0..size.schedules {
-                sqlx::query(
-                    "INSERT INTO schedules (project_id, deployment_name, schedule_name, cron_interval, job_name, enabled) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(project_id)
-                .bind(&dep)
-                .bind(format!("schedule-{s:03}"))
-                .bind("@daily")
-                .bind(Some(format!("job-{s:03}")))
-                .bind(0i64)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for k in 0..size.secrets {
-            let name = format!("SECRET_{k:04}");
-            let ct = cipher.encrypt(
-                &Self::secret_context(project_id, &name),
-                format!("seed-value-{k}").as_bytes(),
-            );
-            sqlx::query(
-                "INSERT INTO secrets (project_id, name, ciphertext, fingerprint, updated_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(project_id)
-            .bind(&name)
-            .bind(ct)
-            .bind(Some(format!("seed-{k}")))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let text = |s: &str| SeedValue::Text(s.to_string());
+        let deployments: Vec<Vec<SeedValue>> = (0..size.deployments)
+            .map(|d| {
+                vec![
+                    text(project_id),
+                    SeedValue::Text(format!("deploy-{d:04}")),
+                    text("prod"),
+                    text("main"),
+                    text(git_rev_hash),
+                    SeedValue::Int(now),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at)",
+            deployments,
+        )
+        .await?;
+        let schedules: Vec<Vec<SeedValue>> = (0..size.deployments)
+            .flat_map(|d| (0..size.schedules).map(move |s| (d, s)))
+            .map(|(d, s)| {
+                vec![
+                    text(project_id),
+                    SeedValue::Text(format!("deploy-{d:04}")),
+                    SeedValue::Text(format!("schedule-{s:03}")),
+                    text("@daily"),
+                    SeedValue::Text(format!("job-{s:03}")),
+                    SeedValue::Int(0),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "schedules (project_id, deployment_name, schedule_name, cron_interval, job_name, enabled)",
+            schedules,
+        )
+        .await?;
+        let secrets: Vec<Vec<SeedValue>> = (0..size.secrets)
+            .map(|k| {
+                let name = format!("SECRET_{k:04}");
+                let ct = cipher.encrypt(
+                    &Self::secret_context(project_id, &name),
+                    format!("seed-value-{k}").as_bytes(),
+                );
+                vec![
+                    text(project_id),
+                    SeedValue::Text(name),
+                    SeedValue::Text(ct),
+                    SeedValue::Text(format!("seed-{k}")),
+                    SeedValue::Int(now),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "secrets (project_id, name, ciphertext, fingerprint, updated_at)",
+            secrets,
+        )
+        .await?;
         tx.commit().await?;
         Ok(rev)
     }
+}
+
+enum SeedValue {
+    Text(String),
+    Int(i64),
+}
+
+/// Multi-row INSERTs, a few hundred rows per statement (fewer round trips).
+async fn insert_rows(
+    tx: &mut Transaction<'static, Any>,
+    table_and_columns: &str,
+    rows: Vec<Vec<SeedValue>>,
+) -> Result<()> {
+    const ROWS_PER_STATEMENT: usize = 200;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<SeedValue>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for j in 0..row.len() {
+                n += 1;
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${n}"));
+            }
+            sql.push(')');
+        }
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            for value in row {
+                query = match value {
+                    SeedValue::Text(t) => query.bind(t),
+                    SeedValue::Int(i) => query.bind(i),
+                };
+            }
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// A root path inside a repository, normalized: no leading `./` or `/`, no trailing `/`,

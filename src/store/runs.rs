@@ -72,6 +72,7 @@ impl ExecutionRow {
             deployment_name: self.deployment_name.clone(),
             schedule_name: self.schedule_name.clone(),
             job_name: self.job_name.clone(),
+            reason: self.reason.clone(),
         }
     }
 }
@@ -149,6 +150,15 @@ pub async fn get_execution(
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(execution_from_row).transpose()
+}
+
+/// The status of an execution of any project (None when there is no such execution).
+pub async fn execution_status(pool: &AnyPool, execution_id: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT status FROM executions WHERE execution_id = $1")
+        .bind(execution_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get("status")).transpose()
 }
 
 /// Records the end of a running execution. False when it had already ended (for example
@@ -482,25 +492,28 @@ pub struct Cursor {
     pub last_fire_ms: Option<i64>,
 }
 
-/// The latest fired occurrence of a schedule at or after `since_ms`.
-pub async fn last_fire(
+/// The latest fired occurrence of every schedule that ever fired.
+pub async fn last_fires(
     pool: &AnyPool,
-    project_id: &str,
-    deployment_name: &str,
-    schedule_name: &str,
-    since_ms: i64,
-) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT MAX(fire_ms) AS last_fire_ms FROM schedule_fires WHERE project_id = $1 \
-         AND deployment_name = $2 AND schedule_name = $3 AND fire_ms >= $4",
+) -> Result<std::collections::HashMap<(String, String, String), i64>> {
+    let rows = sqlx::query(
+        "SELECT project_id, deployment_name, schedule_name, MAX(fire_ms) AS last_fire_ms \
+         FROM schedule_fires GROUP BY project_id, deployment_name, schedule_name",
     )
-    .bind(project_id)
-    .bind(deployment_name)
-    .bind(schedule_name)
-    .bind(since_ms)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
-    row.try_get("last_fire_ms")
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (
+                    r.try_get("project_id")?,
+                    r.try_get("deployment_name")?,
+                    r.try_get("schedule_name")?,
+                ),
+                r.try_get("last_fire_ms")?,
+            ))
+        })
+        .collect()
 }
 
 /// Every enabled schedule of every deployment, with what a run of it needs.

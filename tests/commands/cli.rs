@@ -60,9 +60,18 @@ fn seed(server: &TestServer, org: &str, pid: &str, token: &str) {
 }
 
 #[test]
-fn cli_against_a_server() {
+fn cli_against_a_server_on_sqlite() {
+    cli_against(TestServer::start_sqlite());
+}
+
+/// The same cases, with the server on PostgreSQL: the answers do not depend on the store.
+#[test]
+fn cli_against_a_server_on_postgres() {
+    cli_against(TestServer::start_postgres());
+}
+
+fn cli_against(server: TestServer) {
     let repo = TestRepo::new();
-    let server = TestServer::start_sqlite();
     let (org, pid, owner) = server.bootstrap(&repo);
     for name in ["alpha", "beta"] {
         server.admin(&[
@@ -161,7 +170,7 @@ fn ok(out: &Output) -> String {
 fn login_stores_the_token_privately_and_commands_use_it() {
     let repo = TestRepo::new();
     let server = TestServer::start_sqlite();
-    let (_org, _pid, owner) = server.bootstrap(&repo);
+    let (_org, pid, owner) = server.bootstrap(&repo);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nested").join("config.json");
 
@@ -206,13 +215,12 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     assert_eq!(stored["token"], owner.as_str());
 
     // Without --api-url or a token, the stored ones are used; defaults are remembered.
-    let out = cli(
-        dir.path(),
-        &config,
-        &["project", "use", "--name", "jaffle-shop"],
-        None,
-    );
-    ok(&out);
+    // A project is found by id as well as by name.
+    let out = cli(dir.path(), &config, &["project", "use", "--id", &pid], None);
+    assert!(ok(&out).contains(&format!("`jaffle-shop` ({pid})")));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(stored["default_projects"]["acme"], pid.as_str());
     let out = cli(dir.path(), &config, &["deployment", "list"], None);
     let stdout = ok(&out);
     assert!(stdout.contains("No deployments found."), "{stdout}");
@@ -262,6 +270,19 @@ fn login_stores_the_token_privately_and_commands_use_it() {
         None,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    // MELTANO_CLOUD_BASE_URL overrides the stored URL the same way, without editing the file.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["project", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("MELTANO_CLOUD_BASE_URL", "http://127.0.0.1:1")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API token for http://127.0.0.1:1"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 
     let out = cli(dir.path(), &config, &["logout"], None);
     ok(&out);
@@ -309,6 +330,21 @@ fn commands_work_against_the_local_control_plane() {
         "daily-refresh",
     ]);
     ok(&out);
+    // Terminal tables fit the width they are given, cutting long cells with `…`.
+    let narrow = Command::new(BIN)
+        .current_dir(dir)
+        .args(["schedule", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("COLUMNS", "50")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .env_remove("MELTANO_CLOUD_PROJECT")
+        .output()
+        .unwrap();
+    let table = ok(&narrow);
+    assert!(table.lines().count() == 3, "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 50), "{table}");
+    assert!(table.contains('…'), "{table}");
     let out = run(&["schedule", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let enabled: Vec<&str> = list
@@ -339,7 +375,15 @@ fn commands_work_against_the_local_control_plane() {
     let out = run(&["project", "list"]);
     assert!(ok(&out).contains("local") || out.status.success());
     let out = run(&["history"]);
-    ok(&out);
+    assert!(ok(&out).contains("No executions found."));
+    // Runs need a server; the local plane says so at once.
+    let out = run(&["run", "daily-refresh", "--deployment", "production"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the local control plane does not run jobs"),
+        "{err}"
+    );
     let out = run(&["config", "env", "delete", "LOCAL_SECRET", "--yes"]);
     ok(&out);
     let out = run(&["deployment", "delete", "--name", "production", "--yes"]);

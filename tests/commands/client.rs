@@ -386,3 +386,82 @@ async fn concurrency_is_bounded_and_order_kept() {
     assert!((2..=4).contains(&peak), "peak in flight: {peak}");
     assert_eq!(client.requests_made(), 20);
 }
+
+/// Against the real server with injected faults (`--simulate-faults`): idempotent calls
+/// get through by retrying, and a POST that met a 503 is not repeated.
+#[tokio::test]
+async fn a_real_server_with_injected_faults() {
+    use crate::support::{ServerOptions, Store, TestRepo, TestServer};
+    use meltano_cloud::api::{CreateProject, DeployQuery, DeploymentRequest, PageQuery};
+
+    let repo = TestRepo::new();
+    let server = TestServer::start(
+        Store::Sqlite,
+        ServerOptions::new().args([
+            "--simulate-faults",
+            "PUT:/schedules/*=0.3@503,GET:/deployments/*=0.3@drop,POST:/projects/*=1@503",
+        ]),
+    );
+    let (org, pid, token) = server.bootstrap(&repo);
+    let client = Client::builder(server.url())
+        .token(Some(token.clone()))
+        .retry(RetryPolicy {
+            max_retries: 12,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(1),
+        })
+        .build()
+        .unwrap();
+    let body = DeploymentRequest {
+        environment_name: "prod".into(),
+        git_rev: "main".into(),
+    };
+    client
+        .deploy(&org, &pid, "production", &body, &DeployQuery::default())
+        .await
+        .unwrap();
+
+    let calls = 20u64;
+    for i in 0..calls {
+        let on = i % 2 == 0;
+        client
+            .set_schedule_enabled(&org, &pid, "production", "hourly-sync", on)
+            .await
+            .unwrap();
+        let page = client
+            .list_deployments(&org, &pid, &PageQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.results.len(), 1);
+    }
+    let s = client
+        .get_schedule(&org, &pid, "production", "hourly-sync")
+        .await
+        .unwrap();
+    assert!(!s.enabled, "the last call disabled it");
+    let made = client.requests_made();
+    eprintln!("{made} requests for {} calls", 2 + 2 * calls);
+    // 1 deploy + 2 per round + 1 read, plus the retries the faults caused.
+    assert!(
+        made > 2 + 2 * calls,
+        "no fault was injected: {made} requests"
+    );
+
+    let before = client.requests_made();
+    let err = client
+        .create_project(
+            &org,
+            &CreateProject {
+                project_name: "never".into(),
+                git_repository: repo.url(),
+                project_root_path: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(client.requests_made() - before, 1, "a POST is sent once");
+    let logs = server.logs();
+    assert!(!logs.contains(&token));
+}

@@ -82,6 +82,23 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Asks the server to shut down (SIGTERM) and waits for it to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: signals the server process this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not shut down");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Ends the process without any chance to clean up, as a crash would.
     pub fn crash(mut self) {
         let _ = self.child.kill();
@@ -465,5 +482,17 @@ impl PgDb {
             .execute(&mut conn)
             .await;
         }
+    }
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X'))
+        }
+        Err(_) => false,
     }
 }

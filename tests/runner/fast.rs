@@ -9,6 +9,7 @@ struct Setup {
     world: World,
     server: Server,
     api: Api,
+    args: Vec<String>,
 }
 
 async fn setup(extra: &[&str]) -> Setup {
@@ -27,7 +28,13 @@ async fn setup(extra: &[&str]) -> Setup {
     let server = Server::start(&db, &world.path("data"), &args);
     let api = Api::new(&server, tenant);
     api.deploy("production", "prod").await;
-    Setup { world, server, api }
+    let args = args.iter().map(|a| a.to_string()).collect();
+    Setup {
+        world,
+        server,
+        api,
+        args,
+    }
 }
 
 #[tokio::test]
@@ -54,6 +61,7 @@ async fn run_succeeds_and_its_logs_are_readable_in_order_while_it_runs() {
     let e = s.api.wait_end(&id, Duration::from_secs(30)).await;
     assert_eq!(e["status"], "SUCCEEDED", "{e}");
     assert_eq!(e["exit_code"], 0);
+    assert!(e.get("reason").is_none(), "{e}");
     assert_eq!(e["job_name"], "slow");
     assert_eq!(e["deployment_name"], "production");
     assert!(e["end_time"].is_string());
@@ -84,6 +92,7 @@ async fn failure_records_the_exit_code_and_bad_names_are_refused() {
     let e = s.api.wait_end(&fail_id, Duration::from_secs(30)).await;
     assert_eq!(e["status"], "FAILED", "{e}");
     assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["reason"], "meltano exited with code 3");
     let msgs = s.api.log_messages(&fail_id).await;
     assert!(msgs.contains(&"something broke".to_owned()), "{msgs:?}");
 
@@ -128,7 +137,7 @@ async fn stop_ends_the_whole_process_group() {
         .trim()
         .parse()
         .unwrap();
-    assert!(std::path::Path::new(&format!("/proc/{child}")).exists());
+    assert!(alive(child));
 
     let path = format!("/jobs/v1/{}/{}/{id}", s.api.t.org, s.api.t.pid);
     let (status, body) = s.api.call(reqwest::Method::DELETE, &path, None).await;
@@ -136,10 +145,11 @@ async fn stop_ends_the_whole_process_group() {
     assert_eq!(body["execution_id"], id.as_str());
     let e = s.api.wait_end(&id, Duration::from_secs(10)).await;
     assert_eq!(e["status"], "STOPPED", "{e}");
+    assert_eq!(e["reason"], "stopped by request");
     eventually(
         "the child process is gone",
         Duration::from_secs(5),
-        || async move { !std::path::Path::new(&format!("/proc/{child}")).exists() },
+        || async move { !alive(child) },
     )
     .await;
     let (status, body) = s.api.call(reqwest::Method::DELETE, &path, None).await;
@@ -173,6 +183,13 @@ async fn a_run_over_the_timeout_fails() {
     let id = s.api.run("production", "hang").await;
     let e = s.api.wait_end(&id, Duration::from_secs(20)).await;
     assert_eq!(e["status"], "FAILED", "{e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 2s"),
+        "{e}"
+    );
     let msgs = s.api.log_messages(&id).await;
     assert!(
         msgs.iter().any(|m| m.contains("timed out after 2s")),
@@ -265,4 +282,118 @@ async fn history_pages_and_filters() {
     );
     let path = format!("/jobs/v1/{}/{}?result=maybe", s.api.t.org, s.api.t.pid);
     assert_eq!(s.api.call(reqwest::Method::GET, &path, None).await.0, 400);
+}
+
+async fn wait_for_file(path: &std::path::Path) {
+    let p = path.to_path_buf();
+    eventually(
+        "the stand-in started its child",
+        Duration::from_secs(30),
+        || {
+            let p = p.clone();
+            async move { p.exists() }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runs_beyond_the_concurrency_limit_wait_for_a_slot() {
+    let s = setup(&["--max-concurrent-runs", "1"]).await;
+    let hang = s.api.run("production", "hang").await;
+    wait_for_file(&s.world.path("bin/child.pid")).await;
+    let ok = s.api.run("production", "ok").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let e = s.api.execution(&ok).await;
+    assert_eq!(e["status"], "RUNNING", "{e}");
+    let msgs = s.api.log_messages(&ok).await;
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("waiting for a free run slot")),
+        "{msgs:?}"
+    );
+    assert!(!s.world.calls().contains(&"run ok".to_owned()));
+
+    let path = format!("/jobs/v1/{}/{}/{hang}", s.api.t.org, s.api.t.pid);
+    assert_eq!(
+        s.api.call(reqwest::Method::DELETE, &path, None).await.0,
+        200
+    );
+    let e = s.api.wait_end(&ok, Duration::from_secs(30)).await;
+    assert_eq!(e["status"], "SUCCEEDED", "{e}");
+}
+
+#[tokio::test]
+async fn a_server_shutting_down_ends_its_runs_as_failed() {
+    let s = setup(&[]).await;
+    let id = s.api.run("production", "hang").await;
+    wait_for_file(&s.world.path("bin/child.pid")).await;
+    let child: i32 = std::fs::read_to_string(s.world.path("bin/child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = s.server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(child), "child {child} survived the shutdown");
+
+    let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+    let server = Server::start(&s.world.sqlite_url(), &s.world.path("data"), &args);
+    let api = Api::new(&server, s.api.t.clone());
+    let e = api.execution(&id).await;
+    assert_eq!(e["status"], "FAILED", "{e}");
+    let msgs = api.log_messages(&id).await;
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("server shut down during the run")),
+        "{msgs:?}"
+    );
+}
+
+#[tokio::test]
+async fn roles_and_organizations_apply_to_runs() {
+    let s = setup(&[]).await;
+    let id = s.api.run("production", "ok").await;
+    s.api.wait_end(&id, Duration::from_secs(30)).await;
+    let db = s.world.sqlite_url();
+    let reader = admin(
+        &db,
+        &["token", "create", "--org", "acme", "--role", "reader"],
+    );
+    admin(&db, &["org", "create", "other"]);
+    let outsider = admin(
+        &db,
+        &["token", "create", "--org", "other", "--role", "owner"],
+    );
+    let as_token = |token: &str| {
+        let t = Arc::new(Tenant {
+            org: s.api.t.org.clone(),
+            pid: s.api.t.pid.clone(),
+            token: token.lines().last().unwrap().trim().to_owned(),
+        });
+        Api::new(&s.server, t)
+    };
+    let (org, pid) = (&s.api.t.org, &s.api.t.pid);
+    let history = format!("/jobs/v1/{org}/{pid}");
+    let logs = format!("/logs/v1/{org}/{pid}/tail/{id}");
+    let stop = format!("/jobs/v1/{org}/{pid}/{id}");
+
+    let r = as_token(&reader);
+    assert_eq!(r.call(reqwest::Method::GET, &history, None).await.0, 200);
+    assert_eq!(r.call(reqwest::Method::GET, &logs, None).await.0, 200);
+    assert_eq!(r.try_run("production", "ok").await.0, 403);
+    assert_eq!(r.call(reqwest::Method::DELETE, &stop, None).await.0, 403);
+
+    let o = as_token(&outsider);
+    assert_eq!(o.call(reqwest::Method::GET, &history, None).await.0, 404);
+    assert_eq!(o.call(reqwest::Method::GET, &logs, None).await.0, 404);
+    assert_eq!(o.try_run("production", "ok").await.0, 404);
+    assert_eq!(o.call(reqwest::Method::DELETE, &stop, None).await.0, 404);
+
+    let anonymous = reqwest::Client::new()
+        .get(format!("{}{history}", s.server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
 }

@@ -33,7 +33,39 @@ async fn hello_pipeline_runs_with_the_real_meltano() {
     let api = Api::new(&server, tenant);
     api.deploy("production", "prod").await;
     api.set_secret("HELLO_NAME", "Ada").await;
-    let id = api.run("production", "say-hello").await;
+
+    // Started, followed and listed with the CLI, as a user would.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(world.dir.path())
+            .env("MELTANO_CLOUD_API_URL", &server.url)
+            .env("MELTANO_CLOUD_TOKEN", &api.t.token)
+            .env("MELTANO_CLOUD_ORG", &api.t.org)
+            .env("MELTANO_CLOUD_PROJECT", &api.t.pid)
+            .env("MELTANO_CLOUD_CONFIG_PATH", world.path("settings.json"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}:\n{stdout}\n{stderr}");
+        stdout
+    };
+    let started = cli(&["run", "say-hello", "--deployment", "production"]);
+    let id = started
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 32)
+        .unwrap_or_else(|| panic!("no execution id in {started:?}"))
+        .to_owned();
+    let followed = cli(&["logs", "print", "--execution-id", &id, "--follow"]);
+    assert!(
+        followed.contains("hello, Ada, from the prod environment"),
+        "{followed}"
+    );
+    let history = cli(&["history", "--deployment", "production"]);
+    let row = history.lines().find(|l| l.contains(&id));
+    assert!(row.is_some_and(|r| r.contains("Success")), "{history}");
     let e = api.wait_end(&id, Duration::from_secs(300)).await;
     let msgs = api.log_messages(&id).await;
     assert_eq!(e["status"], "SUCCEEDED", "{e}\n{}", msgs.join("\n"));

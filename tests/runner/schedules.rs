@@ -133,11 +133,24 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     .await;
     server.crash();
     kill_leftovers(&world);
+    let work_dir = world.path("data/runs").join(&first);
+    assert!(work_dir.is_dir(), "the run's work dir {work_dir:?}");
 
     let server = Server::start(&db, &world.path("data"), &args);
     let api = Api::new(&server, tenant);
+    assert!(
+        !work_dir.exists(),
+        "the crashed run's work dir is left behind"
+    );
     let e = api.execution(&first).await;
     assert_eq!(e["status"], "FAILED", "left running after a crash: {e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before it ended"),
+        "{e}"
+    );
     let msgs = api.log_messages(&first).await;
     assert!(
         msgs.iter().any(|m| m.contains("stopped before it ended")),
@@ -167,6 +180,14 @@ async fn a_restart_neither_runs_an_occurrence_twice_nor_leaves_runs_running() {
     .await;
     let all = api.executions().await;
     assert_eq!(count(&all, "hourly-hang"), 3, "{all:?}");
+    let skipped = all.iter().find(|e| e["status"] == "SKIPPED").unwrap();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still running"),
+        "{skipped}"
+    );
     assert_eq!(
         all.iter().filter(|e| e["status"] == "RUNNING").count(),
         1,
@@ -205,8 +226,24 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
         assert_eq!(count(&all, "hourly-ok") as i64, n + 1, "{all:?}");
         assert_eq!(count(&all, "once-ok"), 1, "{all:?}");
     }
+    // The history filters on PostgreSQL too.
+    let hourly = api_b.history("schedule=hourly-*&deployment=prod*").await;
+    assert_eq!(hourly["results"].as_array().unwrap().len(), 3, "{hourly}");
     let calls = world.calls().iter().filter(|c| *c == "run ok").count();
     assert_eq!(calls, 4, "the stand-in ran {calls} times");
+
+    // A stop asked of one replica ends a run of the other.
+    let id = api_a.run("production", "hang").await;
+    eventually("the run is under way", Duration::from_secs(20), || async {
+        world.path("bin/child.pid").exists()
+    })
+    .await;
+    let path = format!("/jobs/v1/{}/{}/{id}", tenant.org, tenant.pid);
+    let (status, body) = api_b.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let e = api_a.wait_end(&id, Duration::from_secs(20)).await;
+    assert_eq!(e["status"], "STOPPED", "{e}");
+    std::fs::remove_file(world.path("bin/child.pid")).unwrap();
 
     // A replica that dies mid-run: the other marks its run failed once the lease expires.
     let id = api_a.run("production", "hang").await;
@@ -220,4 +257,40 @@ async fn two_replicas_on_postgres_fire_each_run_once() {
     assert_eq!(e["status"], "FAILED", "{e}");
     drop(b);
     pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn schedule_spread_delays_each_schedule_by_its_constant_offset() {
+    let world = World::stand_in();
+    world.set_clock(Utc::now());
+    let db = world.sqlite_url();
+    let tenant = Arc::new(bootstrap(&db, &world));
+    let (meltano, clock) = (world.meltano(), world.clock_file());
+    let mut args = scheduler_args(&meltano, &clock, "100ms");
+    args.push("--schedule-spread");
+    let server = Server::start(&db, &world.path("data"), &args);
+    let api = Api::new(&server, tenant.clone());
+    api.deploy("production", "prod").await;
+    api.enable("production", "hourly-ok", true).await;
+    let offset =
+        meltano_cloud::runner::scheduler::spread_offset_ms(&tenant.pid, "production", "hourly-ok");
+    assert!(offset < 7 * 60 * 1000);
+    let hour = next_hour() - TimeDelta::seconds(5);
+    world.set_clock(hour + TimeDelta::milliseconds(offset) - TimeDelta::seconds(2));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The occurrence of the current hour fires too when its delayed time came after the
+    // schedule was enabled; the next hour's must wait for its offset.
+    let before = count(&api.executions().await, "hourly-ok");
+    assert!(before <= 1, "{before}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&api.executions().await, "hourly-ok"),
+        before,
+        "ran before its offset"
+    );
+    world.set_clock(hour + TimeDelta::milliseconds(offset) + TimeDelta::seconds(1));
+    eventually("the delayed run", Duration::from_secs(20), || async {
+        count(&api.executions().await, "hourly-ok") == before + 1
+    })
+    .await;
 }

@@ -34,6 +34,10 @@ case "$job" in
     echo "waiting"
     wait
     ;;
+  flood)
+    # Many lines at once, for measuring log ingestion.
+    seq 1 "${FLOOD_LINES:-100000}"
+    ;;
   secret)
     echo "secret=${HELLO_SECRET:-unset}"
     ;;

@@ -11,6 +11,13 @@ fn secrets_cli_cases() {
         .env("SOPS_BIN", sops.display().to_string())
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
         .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        // `--help` shows these variables' values: keep them fixed.
+        .env("MELTANO_CLOUD_API_URL", "")
+        .env("MELTANO_CLOUD_TOKEN", "")
+        .env("MELTANO_CLOUD_ORG", "")
+        .env("MELTANO_CLOUD_PROJECT", "")
+        .env("MELTANO_CLOUD_CONFIG_PATH", "unused-settings.toml")
         .insert_var("[HOME]", home.display().to_string())
         .unwrap()
         .case("tests/cmd/secrets/*.md");

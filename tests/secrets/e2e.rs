@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::fixture::{clean_env, isolate, sops_bin};
-use crate::support::{BIN, Store, TestRepo, TestServer, client};
+use crate::support::{BIN, ServerOptions, Store, TestRepo, TestServer, client};
 
 /// Distinctive values, one per secret; made unique per test run so that a stale file can
 /// never make a leak check pass or fail by accident.
@@ -119,13 +119,18 @@ impl Project {
                 .args(["encrypt", "-i", file])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::fs::write(dir.join("cloud.yml"), CLOUD_YML).unwrap();
         repo.git(&["add", "-A"]);
         repo.git(&["commit", "-q", "-m", "cloud.yml and secrets"]);
 
-        let server = TestServer::start(store, Default::default());
+        // The most verbose server logging: nothing it logs may hold a value.
+        let server = TestServer::start(store, ServerOptions::new().args(["-vv"]));
         let (org, project_id, _owner) = server.bootstrap(&repo);
         let token = server.token(&org, "maintainer");
         Project {
@@ -145,14 +150,22 @@ impl Project {
 
     /// `meltano-cloud ARGS` in the project, against the server, with or without the key.
     fn run(&self, args: &[&str], with_key: bool) -> Output {
+        self.run_with(args, with_key, &[])
+    }
+
+    fn run_with(&self, args: &[&str], with_key: bool, env: &[(&str, &Path)]) -> Output {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().map(|(k, v)| (*k, *v)));
         isolate(&mut cmd, self.key_dir.path());
         cmd.current_dir(self.repo.path())
             .args(args)
             .env("MELTANO_CLOUD_API_URL", self.server.url())
             .env("MELTANO_CLOUD_TOKEN", &self.token)
             .env("MELTANO_CLOUD_ORG", &self.org)
-            .env("MELTANO_CLOUD_CONFIG_PATH", self.key_dir.path().join("settings.toml"))
+            .env(
+                "MELTANO_CLOUD_CONFIG_PATH",
+                self.key_dir.path().join("settings.toml"),
+            )
             .env("SOPS_BIN", sops_bin())
             .env("NO_COLOR", "1")
             .env_remove("CI");
@@ -176,7 +189,11 @@ impl Project {
             .args(["set", file, index, json])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     async fn audit(&self) -> String {
@@ -229,7 +246,11 @@ impl Project {
                 let mut dump = String::new();
                 for row in tables {
                     let table = row[0].clone().unwrap();
-                    for r in self.server.db.pg_rows(&format!("select t::text from \"{table}\" t")) {
+                    for r in self
+                        .server
+                        .db
+                        .pg_rows(&format!("select t::text from \"{table}\" t"))
+                    {
                         dump.push_str(r[0].as_deref().unwrap_or(""));
                         dump.push('\n');
                     }
@@ -241,10 +262,12 @@ impl Project {
 
     /// Fails when any planted value appears anywhere we can look.
     async fn assert_no_leak(&self, canaries: &Canaries, extra_files: &[&Path]) {
+        let transcript = self.transcript.borrow().clone();
+        let audit = self.audit().await;
         let mut places: Vec<(String, Vec<u8>)> = vec![
-            ("command output".into(), self.transcript.borrow().clone().into_bytes()),
+            ("command output".into(), transcript.into_bytes()),
             ("server logs".into(), self.server.logs().into_bytes()),
-            ("audit record".into(), self.audit().await.into_bytes()),
+            ("audit record".into(), audit.into_bytes()),
             ("database".into(), self.database_dump()),
         ];
         for file in extra_files {
@@ -255,6 +278,30 @@ impl Project {
             if !file.components().any(|c| c.as_os_str() == ".git") {
                 places.push((file.display().to_string(), std::fs::read(&file).unwrap()));
             }
+        }
+        // Positive controls: each place really holds what it should, so a check that
+        // looks at nothing cannot pass.
+        let find = |name: &str| {
+            let (_, bytes) = places.iter().find(|(p, _)| p == name).unwrap();
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        assert!(
+            find("server logs").contains("/gitops/v1/"),
+            "the server logs hold no requests"
+        );
+        if self.snapshot().await["secrets"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
+            assert!(
+                find("database").contains("TAP_GITLAB_PASSWORD"),
+                "the database dump holds no secret rows"
+            );
+            assert!(
+                find("audit record").contains("secret.TAP_GITLAB_PASSWORD"),
+                "{}",
+                find("audit record")
+            );
         }
         for (place, bytes) in &places {
             let text = String::from_utf8_lossy(bytes);
@@ -324,7 +371,10 @@ async fn plan_apply_plan(store: Store) {
     for format in ["json", "markdown", "text"] {
         let out = p.run(&["-vv", "plan", "--format", format], false);
         assert!(out.status.success(), "{}", text(&out));
-        let out = p.run(&["show", saved.to_str().unwrap(), "--format", format], false);
+        let out = p.run(
+            &["show", saved.to_str().unwrap(), "--format", format],
+            false,
+        );
         assert!(out.status.success(), "{}", text(&out));
     }
 
@@ -336,7 +386,7 @@ async fn plan_apply_plan(store: Store) {
     assert!(err.contains("SOPS_AGE_KEY_FILE"), "{err}");
 
     // Apply with the key sets them; the next plan shows no change.
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -371,7 +421,12 @@ async fn plan_apply_plan(store: Store) {
     );
     let saved2 = plans.path().join("plan2.json");
     let out = p.run(
-        &["plan", "--detailed-exitcode", "-o", saved2.to_str().unwrap()],
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "-o",
+            saved2.to_str().unwrap(),
+        ],
         false,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -391,6 +446,25 @@ async fn plan_apply_plan(store: Store) {
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan", "--detailed-exitcode"], false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A value set by hand (no fingerprint) is planned as an update, so cloud.yml wins.
+    let url = format!("{}/secrets/v1/{}/{}/", p.server.url(), p.org, p.project_id);
+    let resp = client(&p.token)
+        .put(url)
+        .json(&serde_json::json!({"name": "SLACK_WEBHOOK", "value": "set-by-hand"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let out = p.run(&["plan", "--detailed-exitcode"], false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        secret_lines(&out),
+        ["# secret.SLACK_WEBHOOK will be updated in-place"],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("set by hand"), "{}", text(&out));
 
     p.assert_no_leak(&canaries, &[&saved, &saved2]).await;
 }
@@ -415,16 +489,23 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     let original = std::fs::read_to_string(dir.join("secrets/prod.sops.yaml")).unwrap();
 
     // sops not installed.
-    let out = p.run(&["apply", "--auto-approve", "--sops-bin", "/nonexistent/sops"], true);
+    let out = p.run(
+        &["apply", "--auto-approve", "--sops-bin", "/nonexistent/sops"],
+        true,
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("secrets::sops_not_installed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("secrets::sops_not_installed"),
+        "{}",
+        text(&out)
+    );
 
     // A value's ciphertext edited by hand: plan still works (it is a change), apply fails.
     let start = original.find("ENC[AES256_GCM,data:").unwrap() + "ENC[AES256_GCM,data:".len();
     let mut damaged = original.clone().into_bytes();
     damaged[start] = if damaged[start] == b'A' { b'B' } else { b'A' };
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &damaged).unwrap();
-    let out = p.run(&["-v", "apply", "--auto-approve"], true);
+    let out = p.run(&["-vv", "apply", "--auto-approve"], true);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(
@@ -441,12 +522,19 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &tampered).unwrap();
     std::fs::write(
         dir.join("cloud.yml"),
-        CLOUD_YML.replace("  TARGET_SNOWFLAKE_PASSWORD: { sops: secrets/prod.sops.yaml }\n", ""),
+        CLOUD_YML.replace(
+            "  TARGET_SNOWFLAKE_PASSWORD: { sops: secrets/prod.sops.yaml }\n",
+            "",
+        ),
     )
     .unwrap();
     let out = p.run(&["apply", "--auto-approve"], true);
     assert!(!out.status.success());
-    assert!(text(&out).contains("secrets::mac_mismatch"), "{}", text(&out));
+    assert!(
+        text(&out).contains("secrets::mac_mismatch"),
+        "{}",
+        text(&out)
+    );
 
     // No key.
     std::fs::write(dir.join("secrets/prod.sops.yaml"), &original).unwrap();
@@ -457,10 +545,69 @@ async fn apply_failures_print_their_diagnostic_and_leak_nothing() {
 
     // Nothing was set by any of the failed applies.
     let snapshot = p.snapshot().await;
-    assert_eq!(snapshot["secrets"].as_array().map(Vec::len), Some(0), "{snapshot}");
+    assert_eq!(
+        snapshot["secrets"].as_array().map(Vec::len),
+        Some(0),
+        "{snapshot}"
+    );
 
     // With the file restored, every value decrypts again.
     let out = p.run(&["secrets", "check"], true);
     assert!(out.status.success(), "{}", text(&out));
     p.assert_no_leak(&canaries, &[]).await;
+}
+
+/// In GitHub Actions, apply registers every value it decrypted with `::add-mask::` before
+/// it prints anything about applying, and nowhere else does a value appear.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_in_github_actions_masks_every_value_first() {
+    let canaries = Canaries::new();
+    let p = Project::new(Store::Sqlite, &canaries);
+    let summary = p.key_dir.path().join("summary.md");
+    let out = p.run_with(
+        &["apply", "--auto-approve"],
+        true,
+        &[
+            ("GITHUB_ACTIONS", Path::new("true")),
+            ("GITHUB_STEP_SUMMARY", &summary),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let masks: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("::add-mask::"))
+        .collect();
+    let mut masked: Vec<&str> = masks
+        .iter()
+        .map(|&i| lines[i].trim_start_matches("::add-mask::"))
+        .collect();
+    masked.sort();
+    let mut expected = vec![
+        canaries.gitlab.as_str(),
+        canaries.slack.as_str(),
+        canaries.snowflake.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(masked, expected, "{stdout}");
+    // Every mask comes before the first line about a secret being set.
+    let first_secret_line = lines
+        .iter()
+        .position(|l| l.starts_with("secret."))
+        .expect("progress lines for the secrets");
+    assert!(masks.iter().all(|&i| i < first_secret_line), "{stdout}");
+    // No value anywhere but in the mask commands.
+    for (i, line) in lines.iter().enumerate() {
+        if !masks.contains(&i) {
+            for needle in canaries.needles() {
+                assert!(!line.contains(&needle), "line {i} holds a value: {line}");
+            }
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    for needle in canaries.needles() {
+        assert!(!stderr.contains(&needle), "stderr holds a value");
+        assert!(!summary.contains(&needle), "the step summary holds a value");
+    }
 }

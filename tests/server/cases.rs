@@ -957,6 +957,19 @@ pub async fn revisions(store: Store) {
     .await;
     api.post(&format!("/gitops/v1/{org}/{pid}/audit"), json!({"actor": "a", "git_commit": null, "plan_digest": "d", "changes": [], "outcome": "succeeded"})).await;
     assert_eq!(api.revision(&org, &pid).await, 4);
+    let (s, e) = api
+        .post(
+            &format!("/gitops/v1/{org}/{pid}/audit"),
+            json!({"actor": "a", "git_commit": null, "plan_digest": "d", "changes": [], "outcome": "done"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("succeeded, partial, failed")
+    );
     api.delete(&dep).await;
     assert_eq!(api.revision(&org, &pid).await, 5);
 }
@@ -1391,4 +1404,42 @@ pub async fn load_200_clients(store: Store) {
         1 + mutations as i64,
         "revision counts every mutation exactly once"
     );
+}
+
+/// A snapshot served from one replica's cache reflects a change made through another.
+pub async fn snapshot_current_across_replicas(store: Store) {
+    let repo = TestRepo::new();
+    let a = start(store);
+    let (org, pid, token) = a.bootstrap(&repo);
+    let b = a.replica(ServerOptions::default());
+    let api_a = Api::new(&a, &token);
+    let api_b = Api::new(&b, &token);
+    api_a
+        .post(
+            &format!("/deployments/v1/{org}/{pid}/prod"),
+            deploy_body("prod", "main"),
+        )
+        .await;
+    let (_, first) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    let (_, again) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    assert_eq!(first, again);
+    let (s, _) = api_b
+        .put(
+            &format!("/schedules/v1/{org}/{pid}/prod/hourly-sync/enabled"),
+            json!(true),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    api_b
+        .post(
+            &format!("/gitops/v1/{org}/{pid}/lock"),
+            json!({"lock_id": "b", "holder": "replica b", "operation": "apply", "ttl_seconds": 60}),
+        )
+        .await;
+    let (_, after) = api_a.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    assert_eq!(after["revision"], 2);
+    assert_eq!(after["deployments"][0]["schedules"][1]["enabled"], true);
+    assert_eq!(after["lock"]["holder"], "replica b");
+    let typed: meltano_cloud::api::Snapshot = serde_json::from_value(after).unwrap();
+    assert_eq!(typed.deployments[0].schedules.len(), 2);
 }

@@ -66,11 +66,15 @@ pub async fn snapshot(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((org, pid)): ApiPath<(String, String)>,
-) -> Result<axum::Json<Snapshot>, ApiError> {
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     let project = auth
         .project(&state, &org, &pid, Role::Reader, "read")
         .await?;
-    Ok(axum::Json(state.store.snapshot(&project).await?))
+    let body = state.store.snapshot_json(&project).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    ))
 }
 
 /// Acquire the project lock. Retrying with the same `lock_id` is safe; an expired lock
