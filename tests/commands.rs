@@ -6,6 +6,7 @@ mod support;
 mod commands {
     pub mod cli;
     pub mod client;
+    pub mod local_runs;
     pub mod runs;
     #[cfg(unix)]
     pub mod tty;
