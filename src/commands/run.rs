@@ -214,6 +214,10 @@ fn report(global: &GlobalArgs, e: &Execution, interrupted: bool) -> ExitCode {
         }
         "FAILED" => {
             match e.exit_code {
+                // The reason then only repeats the exit code.
+                Some(code) if reason.ends_with(&format!("exited with code {code}")) => {
+                    eprintln!("Execution {id} FAILED with exit code {code}.")
+                }
                 Some(code) => eprintln!("Execution {id} FAILED with exit code {code}{reason}."),
                 None => eprintln!("Execution {id} FAILED{reason}."),
             }
