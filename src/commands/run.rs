@@ -77,6 +77,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
             ));
         }
     }
+    // Listen for ctrl-c before the run exists, so that none arriving while it starts is lost.
+    let interrupt = target.local.then(Interrupt::new);
     let (org, pid) = target.ids()?;
     let deployment = target.deployment_or_default(args.deployment)?;
     let started = match target
@@ -116,8 +118,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    if target.local {
-        return foreground(global, &target, &started).await;
+    if let Some(interrupt) = interrupt {
+        return foreground(global, &target, &started, interrupt).await;
     }
     println!(
         "Started `{}` on deployment `{}`: execution {}.",
@@ -138,6 +140,7 @@ async fn foreground(
     global: &GlobalArgs,
     target: &Target,
     started: &crate::api::RunResponse,
+    mut interrupt: Interrupt,
 ) -> miette::Result<ExitCode> {
     let id = started.execution_id.as_str();
     if !global.quiet {
@@ -153,7 +156,7 @@ async fn foreground(
     let followed = loop {
         tokio::select! {
             r = &mut follow => break r,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = interrupt.recv(), if !interrupted => {
                 interrupted = true;
                 eprintln!("Stopping execution {id}...");
                 if let (Some(runner), Ok(pid)) = (target.local_runner.clone(), target.ids().map(|(_, p)| p.to_string())) {
@@ -237,6 +240,35 @@ fn report(global: &GlobalArgs, e: &Execution, interrupted: bool) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// ctrl-c (SIGINT), listened for from the moment this is created.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    fn new() -> Interrupt {
+        Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        match &mut self.signal {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
