@@ -5,6 +5,7 @@
 
 #[path = "spec/props.rs"]
 mod props;
+mod support;
 
 #[test]
 fn cli_cases() {
@@ -115,4 +116,40 @@ fn draft_7_and_2020_12_report_the_same_errors() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} files checked");
+}
+
+/// The server refuses to store a secret the executor would override on every run (the same
+/// shared list cloud.yml validation uses), but still stores the git deploy key.
+#[tokio::test]
+async fn server_refuses_secrets_the_executor_sets() {
+    let repo = support::TestRepo::new();
+    let server = support::TestServer::start_sqlite();
+    let (org, pid, token) = server.bootstrap(&repo);
+    let client = reqwest::Client::new();
+    let url = format!("{}/secrets/v1/{org}/{pid}/", server.url());
+    let put = |name: &str| {
+        client
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": name, "value": "v"}))
+            .send()
+    };
+    for name in [
+        "MELTANO_ENVIRONMENT",
+        "MELTANO_SYS_DIR_ROOT",
+        "PATH",
+        "HOME",
+    ] {
+        let resp = put(name).await.unwrap();
+        assert_eq!(resp.status(), 422, "{name}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("`{name}` is reserved")),
+            "{detail}"
+        );
+    }
+    for name in ["GIT_SSH_PRIVATE_KEY", "TAP_PASSWORD"] {
+        assert_eq!(put(name).await.unwrap().status(), 204, "{name}");
+    }
 }

@@ -507,11 +507,14 @@ fn check_secrets(cx: &mut Ctx<'_>, value: &Value, dir: &Path) -> BTreeMap<String
                     "use letters, digits and underscores, not starting with a digit, e.g. `{suggestion}`"
                 ));
             cx.diags.push(e);
-        } else if model::RESERVED_SECRET_NAMES.contains(&name.as_str()) {
+        } else if let Some(why) = crate::secrets::reserved_reason(name) {
             let e = cx
-                .error("spec::reserved_secret", format!("secret name `{name}` is reserved"))
+                .error(
+                    "spec::reserved_secret",
+                    format!("secret name `{name}` is reserved"),
+                )
                 .label(cx.key_span(&ptr), "reserved name")
-                .help("the control plane sets it itself (the project's git deploy key); choose another name");
+                .help(why);
             cx.diags.push(e);
             continue;
         }
