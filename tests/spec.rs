@@ -153,3 +153,58 @@ async fn server_refuses_secrets_the_executor_sets() {
         assert_eq!(put(name).await.unwrap().status(), 204, "{name}");
     }
 }
+
+/// `init` in a fresh `git init` repository on `master` in a folder named `shop-data`: the
+/// project is named after the folder, deployments track the current branch, and
+/// `.meltano/` (local control-plane database and key) is appended to .gitignore once.
+#[test]
+fn init_uses_folder_and_branch_and_ignores_local_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop-data");
+    std::fs::create_dir(&dir).unwrap();
+    let git = std::process::Command::new("git")
+        .args(["init", "-q", "-b", "master"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(git.success());
+    std::fs::copy(
+        "tests/cmd/spec/init.in/meltano.yml",
+        dir.join("meltano.yml"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".gitignore"), "output/").unwrap();
+    let init = |extra: &[&str]| {
+        std::process::Command::new(support::BIN)
+            .arg("init")
+            .args(extra)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Added `.meltano/` to .gitignore"),
+        "{stdout}"
+    );
+    let yml = std::fs::read_to_string(dir.join("cloud.yml")).unwrap();
+    assert!(yml.contains("\nproject: shop-data\n"), "{yml}");
+    assert!(yml.contains("git_rev: master "), "{yml}");
+    assert!(!yml.contains("git_rev: main"), "{yml}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "output/\n.meltano/\n"
+    );
+    // Again: nothing added twice; an explicit --git-rev wins.
+    let out = init(&["--force", "--git-rev", "release"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Added"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "output/\n.meltano/\n"
+    );
+    let yml = std::fs::read_to_string(dir.join("cloud.yml")).unwrap();
+    assert!(yml.contains("git_rev: release "), "{yml}");
+}
