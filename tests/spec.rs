@@ -208,3 +208,39 @@ fn init_uses_folder_and_branch_and_ignores_local_state() {
     let yml = std::fs::read_to_string(dir.join("cloud.yml")).unwrap();
     assert!(yml.contains("git_rev: release "), "{yml}");
 }
+
+/// The quick start copies examples/jaffle-shop unchanged to a folder as deep below the
+/// checkout as the example, so the copy's relative schema modeline still resolves.
+#[test]
+fn quickstart_copy_keeps_a_working_schema_modeline() {
+    let script = std::fs::read_to_string("examples/quickstart.sh").unwrap();
+    let work = script
+        .lines()
+        .find_map(|l| l.strip_prefix("work=\"$root/"))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("quickstart.sh sets work=\"$root/...\"");
+    let modeline = std::fs::read_to_string("examples/jaffle-shop/cloud.yml").unwrap();
+    let schema = modeline
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# yaml-language-server: $schema="))
+        .unwrap();
+    let mut resolved = std::path::PathBuf::from(work);
+    for part in std::path::Path::new(schema).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                assert!(resolved.pop(), "{schema} leaves the checkout")
+            }
+            other => resolved.push(other),
+        }
+    }
+    assert!(
+        resolved.is_file(),
+        "{work}/{schema} resolves to missing {}",
+        resolved.display()
+    );
+    assert!(
+        !script.contains("sed "),
+        "quickstart.sh must copy the example unchanged"
+    );
+}
