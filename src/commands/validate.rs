@@ -96,8 +96,11 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
                         }
                     }
                 }
-            } else if diagnostics.iter().any(|d| d.code == "spec::read") {
-                let _ = writeln!(err, "error: could not validate {}", path.display());
+            } else if diagnostics
+                .iter()
+                .any(|d| matches!(d.code, "spec::read" | "spec::encoding"))
+            {
+                // The diagnostic above already says the file could not be read.
             } else {
                 let _ = writeln!(
                     err,

@@ -43,8 +43,29 @@ pub fn key_span_at(spans: &SpanMap, pointer: &str) -> Range<usize> {
 /// built (it may still come with errors), and every diagnostic, in file order.
 pub fn check_file(path: &Path) -> (Option<LoadedSpec>, Vec<SpecDiagnostic>) {
     let mut diags = Vec::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            // Point at the first bad byte: the usual cause is a file saved as Latin-1 or
+            // UTF-16 by an editor.
+            let at = e.utf8_error().valid_up_to();
+            let good = &e.as_bytes()[..at];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            diags.push(
+                SpecDiagnostic::no_source(
+                    "spec::encoding",
+                    path,
+                    format!(
+                        "{} is not valid UTF-8 (first bad byte at line {line}, column {column}, offset {at})",
+                        path.display()
+                    ),
+                )
+                .help("save the file as UTF-8 (YAML files must be UTF-8)"),
+            );
+            return (None, diags);
+        }
         Err(e) => {
             let mut d = SpecDiagnostic::no_source(
                 "spec::read",
