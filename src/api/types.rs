@@ -272,6 +272,8 @@ pub struct LockRequest {
     pub holder: String,
     /// What it is held for, e.g. `apply`.
     pub operation: String,
+    /// Seconds until the lock expires unless renewed.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: u64,
 }
 
@@ -296,6 +298,8 @@ pub struct LockConflict {
 /// Body of `PUT /gitops/v1/{org}/{pid}/lock/{lock_id}` (renewal).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct LockRenewal {
+    /// Seconds until the lock expires unless renewed.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: u64,
 }
 
