@@ -368,3 +368,51 @@ async fn remote_repository_through_a_mirror() {
         .unwrap();
     assert_eq!(schedules["interval"], "@weekly");
 }
+
+/// An unreachable PostgreSQL fails at once with the cause and the redacted URL, not after
+/// the pool's acquire timeout with "pool timed out".
+#[test]
+fn unreachable_postgres_fails_fast_with_the_cause() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    let data = tempfile::tempdir().unwrap();
+    for (command, rest) in [
+        ("admin", vec!["org", "create", "zz"]),
+        ("server", vec!["--listen", "127.0.0.1:0"]),
+    ] {
+        let args = [command, "--database-url", &url];
+        let started = std::time::Instant::now();
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(&rest)
+            .env_remove("MELTANO_CLOUD_DATABASE_URL")
+            .env("MELTANO_CLOUD_SERVER_KEY", "a".repeat(64))
+            .output()
+            .unwrap();
+        let stderr = flat(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(stderr.contains("store::connect"), "{stderr}");
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("postgres://u:***@127.0.0.1:{port}/db")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("is PostgreSQL running"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}

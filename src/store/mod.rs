@@ -55,6 +55,9 @@ pub enum StoreError {
     Key(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The first connection to the database failed (refused, DNS, auth, timeout).
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -388,6 +391,30 @@ pub struct SeedSize {
     pub secrets: usize,
 }
 
+/// How long the first PostgreSQL connection may take before the server gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes one connection before building the pool: the pool retries failed connections until
+/// its acquire timeout and then reports only "pool timed out", losing the real cause.
+async fn check_reachable(target: &DbTarget) -> Result<()> {
+    use sqlx::Connection;
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(&target.url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(StoreError::Connect(format!(
+            "cannot connect to {}: {e}",
+            target.redacted()
+        ))),
+        Err(_) => Err(StoreError::Connect(format!(
+            "cannot connect to {}: no answer within {} s",
+            target.redacted(),
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 impl Store {
     /// Opens (creating a SQLite file when missing) and migrates the database.
     pub async fn open(target: &DbTarget) -> Result<Store> {
@@ -424,6 +451,7 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
+                check_reachable(target).await?;
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(60))
