@@ -416,3 +416,30 @@ fn unreachable_postgres_fails_fast_with_the_cause() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// The SQLite database and its WAL files are owner-only, like the key file beside them.
+#[test]
+fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::sqlite();
+    db.admin(&["org", "create", "acme"]);
+    let path = db.sqlite_path().unwrap();
+    let dir = path.parent().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("control-plane.db") {
+            seen += 1;
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+        }
+    }
+    assert!(seen >= 1, "no database file in {}", dir.display());
+
+    // A database created before files were private is narrowed on the next open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    db.admin(&["project", "list", "--org", "acme"]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

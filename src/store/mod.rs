@@ -391,6 +391,37 @@ pub struct SeedSize {
     pub secrets: usize,
 }
 
+/// Creates the SQLite file owner-only (0600) before SQLite does, and narrows existing files:
+/// it holds token hashes, audit records and encrypted secrets. SQLite gives its `-wal` and
+/// `-shm` files the mode of the database file.
+fn private_sqlite_files(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let invalid = |e: std::io::Error| {
+            StoreError::Invalid(format!("cannot create {}: {e}", path.display()))
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(invalid)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(invalid)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// How long the first PostgreSQL connection may take before the server gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -425,6 +456,9 @@ impl Store {
                     std::fs::create_dir_all(dir).map_err(|e| {
                         StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
                     })?;
+                }
+                if let Some(path) = target.sqlite_path.as_ref() {
+                    private_sqlite_files(path)?;
                 }
                 // One connection: SQLite has a single writer, and a lone connection never
                 // meets SQLITE_BUSY on a read-to-write transaction upgrade.
