@@ -49,6 +49,7 @@ on_both_stores!(
     simulated_latency_and_faults,
     load_200_clients,
     snapshot_current_across_replicas,
+    protected_deployments,
 );
 
 /// A server started with another key than the database's is refused with a clear message.

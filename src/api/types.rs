@@ -83,6 +83,10 @@ pub struct Deployment {
     pub git_rev_hash: String,
     /// ISO 8601 UTC.
     pub last_deployed_timestamp: String,
+    /// When true, `DELETE` answers 409 until a deploy request sets it to false
+    /// (GitOps extension).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// Body of `POST /deployments/v1/{org}/{pid}/{name}`.
@@ -90,6 +94,10 @@ pub struct Deployment {
 pub struct DeploymentRequest {
     pub environment_name: String,
     pub git_rev: String,
+    /// Sets or clears the deployment's protection; absent keeps the current value (false for
+    /// a new deployment). GitOps extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]

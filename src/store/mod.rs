@@ -333,6 +333,7 @@ fn deployment_from_row(row: &AnyRow) -> Result<Deployment> {
         git_rev: col(row, "git_rev")?,
         git_rev_hash: col(row, "git_rev_hash")?,
         last_deployed_timestamp: iso(col(row, "deployed_at")?),
+        protected: col::<i64>(row, "protected")? != 0,
     })
 }
 
@@ -368,7 +369,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenInfo> {
 
 const PROJECT_COLS: &str = "project_id, org_key, project_name, git_repository, root_path";
 const DEPLOYMENT_COLS: &str =
-    "deployment_name, environment_name, git_rev, git_rev_hash, deployed_at";
+    "deployment_name, environment_name, git_rev, git_rev_hash, deployed_at, protected";
 const SCHEDULE_COLS: &str = "deployment_name, schedule_name, cron_interval, job_name, enabled";
 const LOCK_COLS: &str = "lock_id, holder, operation, acquired_at, expires_at";
 
@@ -379,6 +380,7 @@ pub struct DeployWrite {
     pub environment_name: String,
     pub git_rev: String,
     pub git_rev_hash: String,
+    pub protected: bool,
     pub schedules: Vec<ScheduleDef>,
     pub jobs: Vec<JobDef>,
 }
@@ -881,8 +883,8 @@ impl Store {
         let now = now_ms();
         if existing {
             sqlx::query(
-                "UPDATE deployments SET environment_name = $1, git_rev = $2, git_rev_hash = $3, deployed_at = $4 \
-                 WHERE project_id = $5 AND deployment_name = $6",
+                "UPDATE deployments SET environment_name = $1, git_rev = $2, git_rev_hash = $3, deployed_at = $4, \
+                 protected = $7 WHERE project_id = $5 AND deployment_name = $6",
             )
             .bind(&write.environment_name)
             .bind(&write.git_rev)
@@ -890,12 +892,13 @@ impl Store {
             .bind(now)
             .bind(project_id)
             .bind(&write.deployment_name)
+            .bind(write.protected as i64)
             .execute(&mut *tx)
             .await?;
         } else {
             sqlx::query(
-                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at, protected) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(project_id)
             .bind(&write.deployment_name)
@@ -903,6 +906,7 @@ impl Store {
             .bind(&write.git_rev)
             .bind(&write.git_rev_hash)
             .bind(now)
+            .bind(write.protected as i64)
             .execute(&mut *tx)
             .await?;
         }
@@ -965,6 +969,7 @@ impl Store {
                 git_rev: write.git_rev.clone(),
                 git_rev_hash: write.git_rev_hash.clone(),
                 last_deployed_timestamp: iso(now),
+                protected: write.protected,
             },
             !existing,
         ))
@@ -972,6 +977,23 @@ impl Store {
 
     pub async fn delete_deployment(&self, project_id: &str, name: &str) -> Result<()> {
         let (mut tx, _) = self.begin_mutation(project_id).await?;
+        // Checked inside the transaction so a concurrent deploy cannot protect it meanwhile.
+        let protected = sqlx::query(
+            "SELECT protected FROM deployments WHERE project_id = $1 AND deployment_name = $2",
+        )
+        .bind(project_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| col::<i64>(&r, "protected"))
+        .transpose()?;
+        if protected.unwrap_or(0) != 0 {
+            return Err(StoreError::Conflict(format!(
+                "deployment `{name}` is protected and cannot be deleted; to delete it, set \
+                 `protected: false` on it in cloud.yml and apply, or POST the deployment with \
+                 `\"protected\": false`, then delete it"
+            )));
+        }
         for table in ["schedules", "deployment_jobs"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE project_id = $1 AND deployment_name = $2"
