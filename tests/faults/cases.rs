@@ -422,9 +422,11 @@ fn a_crashed_apply_leaves_a_lock_that_force_unlock_or_the_ttl_frees() {
     assert!(flat(&texts(&out).1).contains("crashed-holder-lock"));
     // Long enough that the refused apply above cannot outlive it on a loaded machine;
     // then wait for the expiry itself rather than for a fixed time.
-    wait_for("the abandoned lock to expire", Duration::from_secs(40), || {
-        env.snapshot()["lock"].is_null()
-    });
+    wait_for(
+        "the abandoned lock to expire",
+        Duration::from_secs(40),
+        || env.snapshot()["lock"].is_null(),
+    );
     env.expect(&["apply", "--auto-approve"], 0);
     assert_eq!(env.enabled().len(), D);
 }
