@@ -215,6 +215,30 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     assert_eq!(stored["token"], owner.as_str());
 
     // Without --api-url or a token, the stored ones are used; defaults are remembered.
+    // With no project named or remembered, the commands use cloud.yml's `project`.
+    std::fs::write(
+        dir.path().join("cloud.yml"),
+        "version: 1\nproject: jaffle-shop\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &config, &["deployment", "list"], None);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(org acme, project jaffle-shop)"), "{err}");
+    // ... also through --file and --chdir.
+    std::fs::rename(dir.path().join("cloud.yml"), dir.path().join("other.yml")).unwrap();
+    let out = cli(dir.path(), &config, &["deployment", "list"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("target::no_project"));
+    let out = cli(
+        dir.path(),
+        &config,
+        &["--file", "other.yml", "deployment", "list"],
+        None,
+    );
+    ok(&out);
+    std::fs::remove_file(dir.path().join("other.yml")).unwrap();
+
     // A project is found by id as well as by name.
     let out = cli(dir.path(), &config, &["project", "use", "--id", &pid], None);
     assert!(ok(&out).contains(&format!("`jaffle-shop` ({pid})")));
