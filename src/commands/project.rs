@@ -43,8 +43,9 @@ pub struct CreateArgs {
     /// Name of the new project.
     #[arg(long)]
     pub name: String,
-    /// URL or path of the git repository holding the Meltano project.
-    #[arg(long, value_name = "URL")]
+    /// URL or path of the git repository holding the Meltano project (`--repo` works too,
+    /// as in `admin project create`).
+    #[arg(long, alias = "repo", value_name = "URL")]
     pub repo_url: String,
     /// Folder inside the repository that holds meltano.yml.
     #[arg(long, value_name = "PATH")]
