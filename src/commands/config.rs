@@ -48,6 +48,10 @@ pub struct SetArgs {
     /// shell history and is visible to other users in the process list.
     #[arg(long)]
     pub value: Option<String>,
+    /// Store an empty value. Without it an empty value is refused: it usually comes from an
+    /// unset shell variable (`echo "$TYPO" | meltano-cloud config env set ...`).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +130,15 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
         EnvCommand::Set(args) => {
             check_name(&args.key)?;
             let value = read_value(&args.key, args.value)?;
+            if value.is_empty() && !args.allow_empty {
+                return Err(miette::miette!(
+                    code = "config::empty_value",
+                    help = "pass --allow-empty to store an empty value on purpose; otherwise \
+                            check the variable or file that should hold the value",
+                    "the value of `{}` is empty; nothing was stored",
+                    args.key
+                ));
+            }
             let body = SetSecret {
                 name: args.key.clone(),
                 value: value.to_string(),

@@ -104,6 +104,7 @@ fn cli_against(server: TestServer) {
         "schedules.md",
         "secrets.md",
         "secret-from-stdin.toml",
+        "secret-empty.toml",
         "runs.md",
         "unknown-project.md",
     ] {
