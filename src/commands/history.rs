@@ -14,6 +14,7 @@ use crate::render::table::{Format, Table, print_list};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only executions of the schedule with exactly this name.
+#[command(override_usage = "meltano-cloud history [OPTIONS]")]
     #[arg(long, group = "schedule_filter")]
     pub schedule: Option<String>,
     /// Only executions of schedules whose name starts with this.
@@ -31,8 +32,8 @@ pub struct Args {
     /// Only executions on deployments whose name contains this.
     #[arg(long, group = "deployment_filter")]
     pub deployment_contains: Option<String>,
-    /// Only executions with this result.
-    #[arg(long, value_enum)]
+    /// Only executions with this result (any case, e.g. `failed` or `FAILED`).
+    #[arg(long, value_enum, ignore_case = true)]
     pub result: Option<ResultFilter>,
     /// Show at most this many executions.
     #[arg(long, default_value_t = 10)]
