@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
     match cmd {
         EnvCommand::List(args) => {
             let paged = client.all_secrets(org, pid, Some(args.limit)).await?;
-            let mut table = Table::new(&["NAME", "SET BY"]);
+            let mut table = Table::new(&["NAME", "SET BY"]).keys(&[0]);
             for s in &paged.items {
                 let by = if s.fingerprint.is_some() {
                     "apply (cloud.yml)"

@@ -11,10 +11,12 @@ use crate::cli::target::connect;
 use crate::render::table::{Format, Table, print_list};
 
 /// Show the executions of the project's jobs and schedules, newest first.
+// A fixed usage line: clap's generated one lists the arguments given, including global ones
+// taken from the environment (`--config-path`), as if they were required.
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "meltano-cloud history [OPTIONS]")]
 pub struct Args {
     /// Only executions of the schedule with exactly this name.
-#[command(override_usage = "meltano-cloud history [OPTIONS]")]
     #[arg(long, group = "schedule_filter")]
     pub schedule: Option<String>,
     /// Only executions of schedules whose name starts with this.
@@ -201,7 +203,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         "STARTED (UTC)",
         "DURATION",
         "RESULT",
-    ]);
+    ])
+    .keys(&[0])
+    .optional(&[5, 3, 4, 2]);
     for r in &rows {
         let e = r.execution;
         let started = parse_time(&e.start_time)

@@ -68,7 +68,9 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
                 .as_ref()
                 .map(|p| p.project_id.clone())
                 .or_else(|| target.settings.default_project(&org).map(str::to_string));
-            let mut table = Table::new(&["DEFAULT", "NAME", "GIT REPOSITORY", "ROOT PATH", "ID"]);
+            let mut table = Table::new(&["", "NAME", "GIT REPOSITORY", "ROOT PATH", "ID"])
+                .keys(&[1, 4])
+                .optional(&[3, 2]);
             for p in &paged.items {
                 let mark = if default.as_deref() == Some(p.project_id.as_str()) {
                     "*"

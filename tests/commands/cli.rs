@@ -215,7 +215,6 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     assert_eq!(stored["org"], "acme");
     assert_eq!(stored["token"], owner.as_str());
 
-    // Without --api-url or a token, the stored ones are used; defaults are remembered.
     // With no project named or remembered, the commands use cloud.yml's `project`.
     std::fs::write(
         dir.path().join("cloud.yml"),
@@ -240,6 +239,7 @@ fn login_stores_the_token_privately_and_commands_use_it() {
     ok(&out);
     std::fs::remove_file(dir.path().join("other.yml")).unwrap();
 
+    // Without --api-url or a token, the stored ones are used; defaults are remembered.
     // A project is found by id as well as by name.
     let out = cli(dir.path(), &config, &["project", "use", "--id", &pid], None);
     assert!(ok(&out).contains(&format!("`jaffle-shop` ({pid})")));
@@ -369,7 +369,22 @@ fn commands_work_against_the_local_control_plane() {
     let table = ok(&narrow);
     assert!(table.lines().count() == 3, "{table}");
     assert!(table.lines().all(|l| l.chars().count() <= 50), "{table}");
-    assert!(table.contains('…'), "{table}");
+    // Names a user copies into the next command are never cut; headers neither.
+    assert!(table.contains("production  daily-refresh"), "{table}");
+    assert!(table.lines().next().unwrap().contains("ENABLED"), "{table}");
+    // Too narrow for the key columns: the table overflows rather than cut a name.
+    let narrow = Command::new(BIN)
+        .current_dir(dir)
+        .args(["schedule", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("COLUMNS", "20")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .env_remove("MELTANO_CLOUD_PROJECT")
+        .output()
+        .unwrap();
+    let table = ok(&narrow);
+    assert!(table.contains("production  daily-refresh"), "{table}");
     let out = run(&["schedule", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let enabled: Vec<&str> = list
