@@ -205,7 +205,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         "RESULT",
     ])
     .keys(&[0])
-    .optional(&[5, 3, 4, 2]);
+    .optional(&[5, 3, 4, 2, 1]);
     for r in &rows {
         let e = r.execution;
         let started = parse_time(&e.start_time)
