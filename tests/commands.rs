@@ -6,6 +6,7 @@ mod support;
 mod commands {
     pub mod cli;
     pub mod client;
+    pub mod local_runs;
     pub mod runs;
     #[cfg(unix)]
     pub mod tty;
@@ -35,4 +36,26 @@ fn every_command_has_a_description() {
             sub.get_name()
         );
     }
+}
+
+/// `run` in the foreground of the local control plane, as the user reads it.
+#[test]
+fn cli_local_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let meltano = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cmd/local_runs/stand-in-meltano.sh");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let git = std::env::split_paths(&path)
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
+        .expect("git on PATH");
+    trycmd::TestCases::new()
+        .register_bin("git", git)
+        .env("MELTANO_CLOUD_CONFIG_PATH", config.display().to_string())
+        .env("MELTANO_CLOUD_API_URL", "local")
+        .env("MELTANO_CLOUD_MELTANO_BIN", meltano.display().to_string())
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "200")
+        .case("tests/cmd/local_runs/*.md");
 }

@@ -82,3 +82,37 @@ fn check_jsonschema_agrees() {
     ]);
     assert!(!ok && out.contains("'schedule' was unexpected"), "{out}");
 }
+
+/// The CLI evaluates the schema with draft-7 rules for speed (see `spec::schema::validator`);
+/// they must report exactly what draft 2020-12 reports, on every fixture and example.
+#[test]
+fn draft_7_and_2020_12_report_the_same_errors() {
+    use meltano_cloud::spec::schema::build_validator;
+    let d7 = build_validator(jsonschema::Draft::Draft7);
+    let d2020 = build_validator(jsonschema::Draft::Draft202012);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir("tests/cmd/spec/fixture")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml") && !p.ends_with("meltano.yml"))
+        .collect();
+    files.push("examples/jaffle-shop/cloud.yml".into());
+    files.push("examples/acme-analytics/cloud.yml".into());
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let Ok((doc, _)) = meltano_cloud::spec::yaml::parse(&text) else {
+            continue;
+        };
+        let errors = |v: &jsonschema::Validator| {
+            let mut e: Vec<String> = v
+                .iter_errors(&doc.value)
+                .map(|e| format!("{} {:?}", e.instance_path.as_str(), e.kind))
+                .collect();
+            e.sort();
+            e
+        };
+        assert_eq!(errors(&d7), errors(&d2020), "{}", file.display());
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} files checked");
+}

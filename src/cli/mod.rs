@@ -141,6 +141,9 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Server(_)) {
+        restore_default_sigpipe();
+    }
     if let Some(dir) = &cli.global.chdir {
         if let Err(err) = std::env::set_current_dir(dir) {
             eprintln!("error: cannot change to directory {}: {err}", dir.display());
@@ -192,5 +195,16 @@ async fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::History(args) => commands::history::run(g, args).await,
         Command::Logs(cmd) => commands::logs::run(g, cmd).await,
         Command::Job(cmd) => commands::job::run(g, cmd).await,
+    }
+}
+
+/// Rust ignores SIGPIPE, so `meltano-cloud show plan | head` would end in a "Broken pipe"
+/// error; a command-line tool should instead stop quietly like any other Unix filter.
+/// The server keeps ignoring it: a closed log pipe must not take the control plane down.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists; only resets a disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -30,6 +30,8 @@ pub struct Target {
     /// The settings file (read for defaults, written by `project use` / `deployment use`).
     pub settings_path: PathBuf,
     pub settings: Settings,
+    /// The embedded control plane's runner, when the command asked for one.
+    pub local_runner: Option<crate::runner::Runner>,
     /// Keeps the embedded control plane running as long as the target lives.
     _keepalive: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -112,12 +114,23 @@ pub async fn connect_with(
     global: &GlobalArgs,
     options: ConnectOptions<'_>,
 ) -> miette::Result<Target> {
+    connect_with_runner(global, options, None).await
+}
+
+/// Connects like [`connect`]; the embedded local control plane then gets a runner with
+/// these settings, so that runs execute in this process (a remote control plane has its
+/// own runner and ignores them).
+pub async fn connect_with_runner(
+    global: &GlobalArgs,
+    options: ConnectOptions<'_>,
+    local_runner: Option<&crate::runner::RunnerArgs>,
+) -> miette::Result<Target> {
     let path = settings_path(global.config_path.as_deref())?;
     let settings = Settings::load(&path)?;
     let overridden = settings.clone().with_env_overrides();
     let url = non_empty(&global.api_url).or_else(|| non_empty(&overridden.base_url));
     match url.as_deref() {
-        None | Some("local") => connect_local(global, options, path, settings).await,
+        None | Some("local") => connect_local(global, options, path, settings, local_runner).await,
         Some(url) => connect_remote(global, options, url, path, settings).await,
     }
 }
@@ -188,6 +201,7 @@ async fn connect_remote(
         local: false,
         settings_path: path,
         settings,
+        local_runner: None,
         _keepalive: None,
     })
 }
@@ -274,9 +288,10 @@ async fn connect_local(
     options: ConnectOptions<'_>,
     path: PathBuf,
     settings: Settings,
+    local_runner: Option<&crate::runner::RunnerArgs>,
 ) -> miette::Result<Target> {
     let (dir, name) = local_project(global, options.project_hint);
-    let plane = crate::server::local::start_local(&dir, &name).await?;
+    let plane = crate::server::local::start_local_with_runner(&dir, &name, local_runner).await?;
     let client = Client::builder(&plane.base_url)
         .token(Some(plane.token.clone()))
         .trace(global.verbose >= 2)
@@ -294,6 +309,7 @@ async fn connect_local(
         local: true,
         settings_path: path,
         settings,
+        local_runner: plane.runner.clone(),
         _keepalive: Some(Box::new(plane)),
     })
 }
@@ -504,31 +520,5 @@ impl Target {
             Err(e) if e.is_not_found() => self.explain_missing_deployment(err, deployment).await,
             Err(_) => err.into(),
         }
-    }
-}
-
-#[derive(Debug, Error, Diagnostic)]
-#[error("the local control plane does not run jobs, so it cannot {action}")]
-#[diagnostic(
-    code(cli::local_runs),
-    help(
-        "runs need a running control plane: start `meltano-cloud server` and point --api-url \
-         (or MELTANO_CLOUD_API_URL) at it"
-    )
-)]
-pub struct LocalRuns {
-    pub action: String,
-}
-
-impl Target {
-    /// Fails early, with what to do, for commands that need the runner of a real server.
-    pub fn require_runner(&self, action: &str) -> miette::Result<()> {
-        if self.local {
-            return Err(LocalRuns {
-                action: action.to_string(),
-            }
-            .into());
-        }
-        Ok(())
     }
 }

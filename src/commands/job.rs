@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use crate::cli::GlobalArgs;
-use crate::cli::target::connect;
+use crate::cli::target::{ConnectOptions, connect_with_runner};
+use crate::runner::RunnerArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -20,9 +21,17 @@ pub struct StopArgs {
 
 pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> {
     let Command::Stop(args) = cmd;
-    let target = connect(global, None).await?;
+    // With the local control plane, the run belongs to the `run` process in the foreground
+    // of some terminal; this process's runner records the stop request, which that
+    // process's runner sees within its lease interval and acts on (killing the run's
+    // process group). Its start-up also marks runs whose process vanished as failed.
+    let runner_args = RunnerArgs::default();
+    let options = ConnectOptions {
+        project_hint: None,
+        resolve_project: true,
+    };
+    let target = connect_with_runner(global, options, Some(&runner_args)).await?;
     target.announce(global);
-    target.require_runner("stop a run")?;
     let (org, pid) = target.ids()?;
     let stopped = target
         .client
@@ -40,5 +49,11 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
         stopped.execution_id,
         stopped.reason.trim_end_matches('.')
     );
+    if target.local && !stopped.reason.starts_with("stopped") {
+        eprintln!(
+            "The run is still ending in the `meltano-cloud run` that started it; if it does \
+             not end, press ctrl-c in the terminal running it."
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,15 +57,26 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
     let Command::Print(args) = cmd;
     let target = connect(global, None).await?;
     target.announce(global);
-    target.require_runner("show the logs of a run")?;
+    let poll = Duration::from_secs_f64(args.poll_interval.clamp(0.05, 60.0));
+    print_lines(&target, &args.execution_id, args.follow.then_some(poll)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the log lines of an execution on stdout; with `follow`, keeps polling at that
+/// interval and printing new lines until the execution ends. Returns early, without an
+/// error, when stdout is closed (e.g. piped into `head`).
+pub async fn print_lines(
+    target: &Target,
+    execution_id: &str,
+    follow: Option<Duration>,
+) -> miette::Result<()> {
     let (org, pid) = target.ids()?;
-    let id = args.execution_id.as_str();
+    let id = execution_id;
     let stdout = std::io::stdout();
     // The token of the page being read and how many of its lines were printed, so that a
     // page re-read while following prints only what is new.
     let mut token: Option<String> = None;
     let mut printed_in_page = 0usize;
-    let poll = Duration::from_secs_f64(args.poll_interval.clamp(0.05, 60.0));
     loop {
         let page = target.client.logs(org, pid, id, token.as_deref()).await?;
         let new = page.results.len().saturating_sub(printed_in_page);
@@ -73,8 +84,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
             let mut out = stdout.lock();
             for line in page.results.iter().skip(printed_in_page) {
                 if print_line(&mut out, line).is_err() {
-                    // stdout closed (e.g. piped into `head`): nothing more to do.
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(());
                 }
             }
             let _ = out.flush();
@@ -88,19 +98,20 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
             }
             _ => {}
         }
-        if !args.follow {
+        let Some(poll) = follow else {
             break;
-        }
-        if new == 0 && !still_running(&target, id).await? {
+        };
+        if new == 0 && !still_running(target, id).await? {
             // One last read: lines written between the read above and the end of the run.
             let page = target.client.logs(org, pid, id, token.as_deref()).await?;
             let mut out = stdout.lock();
             for line in page.results.iter().skip(printed_in_page) {
                 let _ = print_line(&mut out, line);
             }
+            let _ = out.flush();
             break;
         }
         tokio::time::sleep(poll).await;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -129,7 +130,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false);
+        .with_ansi(false)
+        // Its report of a failed write is an eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -202,7 +205,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         .await
         .map_err(|e| miette!(code = "server::runner", "cannot start the runner: {e}"))?;
     state.runner = Some(runner.clone());
-    eprintln!("listening on http://{addr}");
+    // Not eprintln!: a closed stderr must not stop the server.
+    let _ = writeln!(std::io::stderr(), "listening on http://{addr}");
     let served = crate::server::serve(listener, state, crate::server::shutdown_signal()).await;
     runner.shutdown().await;
     served.map_err(|e| miette!(code = "server::serve", "the server stopped: {e}"))?;

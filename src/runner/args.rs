@@ -96,3 +96,51 @@ impl RunnerArgs {
         Ok(runner)
     }
 }
+
+/// Parses no flags: the defaults, with MELTANO_CLOUD_MELTANO_BIN when set.
+impl Default for RunnerArgs {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            runner: RunnerArgs,
+        }
+        <Wrap as clap::Parser>::try_parse_from(["meltano-cloud"])
+            .map(|w| w.runner)
+            .unwrap_or_else(|_| RunnerArgs {
+                meltano_bin: None,
+                run_timeout: Duration::from_secs(6 * 3600),
+                max_concurrent_runs: 4,
+                scheduler_tick: Duration::from_secs(10),
+                schedule_spread: false,
+                no_scheduler: true,
+                stop_grace: Duration::from_secs(10),
+                clock_file: None,
+                run_lease_ttl: Duration::from_secs(30),
+            })
+    }
+}
+
+impl RunnerArgs {
+    /// The runner of the embedded local control plane: runs on demand only (a CLI process
+    /// is too short-lived to fire schedules), and it shares its SQLite file with other CLI
+    /// processes, so at start-up only runs whose lease expired count as orphaned, never
+    /// the foreground run of another terminal.
+    pub async fn start_local(
+        &self,
+        store: &Store,
+        git: Arc<GitResolver>,
+        data_dir: &Path,
+    ) -> Result<Runner, sqlx::Error> {
+        let mut cfg = self.config(data_dir, store.backend());
+        cfg.scheduler_enabled = false;
+        cfg.exclusive_database = false;
+        let host = Arc::new(super::host::StoreHost {
+            store: store.clone(),
+            git,
+        });
+        let runner = Runner::new(cfg, store.pool.clone(), host);
+        runner.start().await?;
+        Ok(runner)
+    }
+}

@@ -26,6 +26,8 @@ pub struct LocalPlane {
     pub project: Project,
     /// The SQLite file.
     pub database: PathBuf,
+    /// The runner, when one was asked for (`run`, `job stop`).
+    pub runner: Option<crate::runner::Runner>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -86,6 +88,16 @@ pub async fn start_local(
     meltano_project_dir: &Path,
     project_name: &str,
 ) -> miette::Result<LocalPlane> {
+    start_local_with_runner(meltano_project_dir, project_name, None).await
+}
+
+/// Like [`start_local`], with a runner (work dirs, installs and state under
+/// `.meltano/cloud/`) that runs jobs in this process.
+pub async fn start_local_with_runner(
+    meltano_project_dir: &Path,
+    project_name: &str,
+    runner: Option<&crate::runner::RunnerArgs>,
+) -> miette::Result<LocalPlane> {
     let dir = std::fs::canonicalize(meltano_project_dir).map_err(|e| {
         miette!(
             code = "local::project_dir",
@@ -139,7 +151,15 @@ pub async fn start_local(
         database: target.redacted(),
         simulate: Default::default(),
     };
-    let mut state = AppState::new(store, config);
+    let mut state = AppState::new(store.clone(), config);
+    if let Some(args) = runner {
+        let r = args
+            .start_local(&store, state.git.clone(), &data_dir)
+            .await
+            .map_err(|e| miette!(code = "local::runner", "cannot start the runner: {e}"))?;
+        state.runner = Some(r);
+    }
+    let runner = state.runner.clone();
     state.add_ephemeral_token(
         &token,
         Principal {
@@ -168,6 +188,7 @@ pub async fn start_local(
         org: LOCAL_ORG.to_string(),
         project,
         database: db_path,
+        runner,
         shutdown: Some(tx),
         task: Some(task),
     })

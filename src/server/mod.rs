@@ -123,10 +123,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(simulation),
-            simulate::middleware,
-        ))
         .layer(
             // Logs method, path, status and latency; never headers (tokens) or bodies
             // (secret values).
@@ -151,6 +147,12 @@ pub fn router(state: AppState) -> Router {
                 )
                 .on_failure(()),
         )
+        // Outside the request log, so that the log shows what the handler answered even
+        // when a simulated fault drops that answer (and no line for a simulated 503).
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(simulation),
+            simulate::middleware,
+        ))
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -150,8 +150,12 @@ pub async fn middleware(State(sim): State<Arc<Simulation>>, req: Request, next: 
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "simulated fault").into_response()
         }
         Some(FaultKind::Drop) => {
-            let _done = next.run(req).await;
-            tracing::warn!(%path, "simulated fault: connection dropped after the request was done");
+            let done = next.run(req).await;
+            tracing::warn!(
+                %path,
+                status = done.status().as_u16(),
+                "simulated fault: connection dropped after the request was done"
+            );
             // A body that fails before its first byte makes the server abort the connection.
             let body = Body::from_stream(futures::stream::once(async {
                 Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated drop"))

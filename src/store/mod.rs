@@ -275,7 +275,11 @@ impl DbTarget {
 /// The control plane's store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Every write goes here (with SQLite, one connection: the single writer).
     pub(crate) pool: AnyPool,
+    /// Reads that need no transaction with a write (with SQLite, separate read-only
+    /// connections that WAL lets run beside the writer; with PostgreSQL, the same pool).
+    pub(crate) reads: AnyPool,
     pub(crate) backend: Backend,
     cipher: Option<Arc<Cipher>>,
     snapshots: Arc<SnapshotCache>,
@@ -431,8 +435,25 @@ impl Store {
                     .await?
             }
         };
+        let reads = match target.backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        for pragma in ["PRAGMA busy_timeout = 10000", "PRAGMA query_only = ON"] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_lazy(&target.url)?,
+            Backend::Postgres => pool.clone(),
+        };
         let store = Store {
             pool,
+            reads,
             backend: target.backend,
             cipher: None,
             snapshots: Arc::new(SnapshotCache::default()),
@@ -480,6 +501,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -527,7 +549,7 @@ impl Store {
     pub async fn org_exists(&self, org: &str) -> Result<bool> {
         Ok(sqlx::query("SELECT org_key FROM orgs WHERE org_key = $1")
             .bind(org)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .is_some())
     }
@@ -583,7 +605,7 @@ impl Store {
             "SELECT token_id, name, role, created_at FROM tokens WHERE org_key = $1 AND revoked_at IS NULL ORDER BY token_id",
         )
         .bind(org)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(token_from_row).collect()
     }
@@ -614,7 +636,7 @@ impl Store {
             "SELECT token_id, org_key, name, role FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash_token(token))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let role: String = col(&row, "role")?;
@@ -690,7 +712,7 @@ impl Store {
         .bind(page.has_after())
         .bind(page.after(0))
         .bind(page.limit())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .iter()
@@ -706,7 +728,7 @@ impl Store {
         ))
         .bind(org)
         .bind(project_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("project `{project_id}` not found")))?;
         project_from_row(&row)
@@ -719,7 +741,7 @@ impl Store {
         ))
         .bind(org)
         .bind(id_or_name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("project `{id_or_name}` not found")))?;
         project_from_row(&row)
@@ -728,7 +750,7 @@ impl Store {
     pub async fn project_revision(&self, project_id: &str) -> Result<i64> {
         let row = sqlx::query("SELECT revision FROM projects WHERE project_id = $1")
             .bind(project_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("project `{project_id}` not found")))?;
         col(&row, "revision")
@@ -749,7 +771,7 @@ impl Store {
         .bind(page.has_after())
         .bind(page.after(0))
         .bind(page.limit())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .iter()
@@ -768,7 +790,7 @@ impl Store {
         ))
         .bind(project_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.as_ref().map(deployment_from_row).transpose()
     }
@@ -786,7 +808,7 @@ impl Store {
         )
         .bind(project_id)
         .bind(deployment)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -954,7 +976,7 @@ impl Store {
         .bind(page.after(0))
         .bind(page.after(1))
         .bind(page.limit())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .iter()
@@ -977,7 +999,7 @@ impl Store {
         .bind(project_id)
         .bind(deployment)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .ok_or_else(|| {
             StoreError::NotFound(format!(
@@ -1051,7 +1073,7 @@ impl Store {
         .bind(page.has_after())
         .bind(page.after(0))
         .bind(page.limit())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .iter()
@@ -1124,7 +1146,7 @@ impl Store {
         let row = sqlx::query("SELECT ciphertext FROM secrets WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let ct: String = col(&row, "ciphertext")?;
@@ -1153,7 +1175,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT name, ciphertext FROM secrets WHERE project_id = $1 ORDER BY name")
                 .bind(project_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         rows.iter()
             .map(|r| {
@@ -1169,7 +1191,7 @@ impl Store {
 
     /// Everything a plan needs, read in one consistent transaction.
     pub async fn snapshot(&self, project: &Project) -> Result<Snapshot> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.reads.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .execute(&mut *tx)
@@ -1440,7 +1462,7 @@ impl Store {
         ))
         .bind(project_id)
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.as_ref().map(lock_from_row).transpose()
     }
@@ -1495,7 +1517,7 @@ impl Store {
         .bind(page.has_after())
         .bind(page.after(0))
         .bind(page.limit())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let items = rows
             .iter()

@@ -416,14 +416,19 @@ fn commands_work_against_the_local_control_plane() {
     assert!(ok(&out).contains("local") || out.status.success());
     let out = run(&["history"]);
     assert!(ok(&out).contains("No executions found."));
-    // Runs need a server; the local plane says so at once.
-    let out = run(&["run", "daily-refresh", "--deployment", "production"]);
+    // Runs execute in the foreground (tests/commands/local_runs.rs); without meltano the
+    // command says so before starting anything.
+    let out = run(&[
+        "run",
+        "daily-refresh",
+        "--deployment",
+        "production",
+        "--meltano-bin",
+        "/nonexistent/meltano",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("the local control plane does not run jobs"),
-        "{err}"
-    );
+    assert!(err.contains("cannot find the meltano executable"), "{err}");
     let out = run(&["config", "env", "delete", "LOCAL_SECRET", "--yes"]);
     ok(&out);
     let out = run(&["deployment", "delete", "--name", "production", "--yes"]);
