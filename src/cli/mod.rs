@@ -30,6 +30,7 @@ pub struct Cli {
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Run as if started in DIR.
     #[arg(short = 'C', long = "chdir", value_name = "DIR", global = true)]
@@ -151,6 +152,7 @@ pub fn main() -> ExitCode {
         }
     }
     crate::render::style::init(cli.global.color);
+    install_diagnostic_handler(cli.global.color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -207,4 +209,20 @@ fn restore_default_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Errors are wrapped at spaces only: the default splitter also breaks at hyphens, which
+/// cuts timestamps, flags and paths (`--lock-` / `timeout`) that users copy from the message.
+fn install_diagnostic_handler(color: ColorChoice) {
+    let _ = miette::set_hook(Box::new(move |_| {
+        let mut options = miette::MietteHandlerOpts::new()
+            .break_words(false)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
+        match color {
+            ColorChoice::Always => options = options.color(true),
+            ColorChoice::Never => options = options.color(false),
+            ColorChoice::Auto => {}
+        }
+        Box::new(options.build())
+    }));
 }
