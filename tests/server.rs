@@ -49,6 +49,7 @@ on_both_stores!(
     simulated_latency_and_faults,
     load_200_clients,
     snapshot_current_across_replicas,
+    protected_deployments,
 );
 
 /// A server started with another key than the database's is refused with a clear message.
@@ -415,4 +416,79 @@ async fn local_control_plane_outside_git() {
     );
     let help = err.help().map(|h| h.to_string()).unwrap_or_default();
     assert!(help.contains("git init"), "{help}");
+}
+
+/// An unreachable PostgreSQL fails at once with the cause and the redacted URL, not after
+/// the pool's acquire timeout with "pool timed out".
+#[test]
+fn unreachable_postgres_fails_fast_with_the_cause() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    let data = tempfile::tempdir().unwrap();
+    for (command, rest) in [
+        ("admin", vec!["org", "create", "zz"]),
+        ("server", vec!["--listen", "127.0.0.1:0"]),
+    ] {
+        let args = [command, "--database-url", &url];
+        let started = std::time::Instant::now();
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(&rest)
+            .env_remove("MELTANO_CLOUD_DATABASE_URL")
+            .env("MELTANO_CLOUD_SERVER_KEY", "a".repeat(64))
+            .output()
+            .unwrap();
+        let stderr = flat(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(stderr.contains("store::connect"), "{stderr}");
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("postgres://u:***@127.0.0.1:{port}/db")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("is PostgreSQL running"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
+/// The SQLite database and its WAL files are owner-only, like the key file beside them.
+#[test]
+fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::sqlite();
+    db.admin(&["org", "create", "acme"]);
+    let path = db.sqlite_path().unwrap();
+    let dir = path.parent().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("control-plane.db") {
+            seen += 1;
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+        }
+    }
+    assert!(seen >= 1, "no database file in {}", dir.display());
+
+    // A database created before files were private is narrowed on the next open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    db.admin(&["project", "list", "--org", "acme"]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

@@ -83,6 +83,10 @@ pub struct Deployment {
     pub git_rev_hash: String,
     /// ISO 8601 UTC.
     pub last_deployed_timestamp: String,
+    /// When true, `DELETE` answers 409 until a deploy request sets it to false
+    /// (GitOps extension).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// Body of `POST /deployments/v1/{org}/{pid}/{name}`.
@@ -90,6 +94,10 @@ pub struct Deployment {
 pub struct DeploymentRequest {
     pub environment_name: String,
     pub git_rev: String,
+    /// Sets or clears the deployment's protection; absent keeps the current value (false for
+    /// a new deployment). GitOps extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
@@ -272,6 +280,8 @@ pub struct LockRequest {
     pub holder: String,
     /// What it is held for, e.g. `apply`.
     pub operation: String,
+    /// Seconds until the lock expires unless renewed.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: u64,
 }
 
@@ -296,6 +306,8 @@ pub struct LockConflict {
 /// Body of `PUT /gitops/v1/{org}/{pid}/lock/{lock_id}` (renewal).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct LockRenewal {
+    /// Seconds until the lock expires unless renewed.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: u64,
 }
 

@@ -40,6 +40,7 @@ impl Effects for ClientEffects<'_> {
         let body = DeploymentRequest {
             environment_name: environment.into(),
             git_rev: git_rev.into(),
+            protected: None,
         };
         let query = DeployQuery {
             force: force.then_some(true),

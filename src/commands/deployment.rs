@@ -191,6 +191,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
             let body = DeploymentRequest {
                 environment_name: args.environment,
                 git_rev: args.git_rev,
+                protected: None,
             };
             let d = client
                 .deploy(&org, &pid, &args.name, &body, &DeployQuery::default())
@@ -211,6 +212,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
             let body = DeploymentRequest {
                 environment_name: args.environment.unwrap_or(current.environment_name),
                 git_rev: args.git_rev.unwrap_or(current.git_rev),
+                protected: None,
             };
             let query = DeployQuery {
                 force: args.force.then_some(true),

@@ -92,8 +92,15 @@ pub fn database_target(url: Option<&str>, data_dir: &std::path::Path) -> miette:
 
 /// Opens and migrates the database, with a clear diagnostic when it cannot.
 pub async fn open_store(target: &DbTarget) -> miette::Result<Store> {
-    Store::open(target).await.map_err(|e| {
-        miette!(
+    tracing::info!("connecting to {}", target.redacted());
+    Store::open(target).await.map_err(|e| match e {
+        StoreError::Connect(detail) => miette!(
+            code = "store::connect",
+            help = "is PostgreSQL running and reachable at that host and port? \
+                    check --database-url (MELTANO_CLOUD_DATABASE_URL), the user and the password",
+            "{detail}"
+        ),
+        e => miette!(
             code = "server::database",
             help = "check --database-url (MELTANO_CLOUD_DATABASE_URL) and that the database is reachable",
             "cannot open the database {}: {e}",

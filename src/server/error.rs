@@ -91,6 +91,13 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %d, "server key problem");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, d)
             }
+            StoreError::Connect(d) => {
+                tracing::error!(error = %d, "database unreachable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the control plane's database is unavailable; retry later",
+                )
+            }
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(

@@ -9,6 +9,11 @@ use super::{Backend, Result, Store, StoreError, now_ms};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("migrations/0001_core.sql")),
     (2, "runs", include_str!("migrations/0002_runs.sql")),
+    (
+        3,
+        "protected",
+        include_str!("migrations/0003_protected.sql"),
+    ),
 ];
 
 /// Splits a migration into statements on `;` at line ends (the files keep one statement

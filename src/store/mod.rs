@@ -55,6 +55,9 @@ pub enum StoreError {
     Key(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The first connection to the database failed (refused, DNS, auth, timeout).
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -334,6 +337,7 @@ fn deployment_from_row(row: &AnyRow) -> Result<Deployment> {
         git_rev: col(row, "git_rev")?,
         git_rev_hash: col(row, "git_rev_hash")?,
         last_deployed_timestamp: iso(col(row, "deployed_at")?),
+        protected: col::<i64>(row, "protected")? != 0,
     })
 }
 
@@ -369,7 +373,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenInfo> {
 
 const PROJECT_COLS: &str = "project_id, org_key, project_name, git_repository, root_path";
 const DEPLOYMENT_COLS: &str =
-    "deployment_name, environment_name, git_rev, git_rev_hash, deployed_at";
+    "deployment_name, environment_name, git_rev, git_rev_hash, deployed_at, protected";
 const SCHEDULE_COLS: &str = "deployment_name, schedule_name, cron_interval, job_name, enabled";
 const LOCK_COLS: &str = "lock_id, holder, operation, acquired_at, expires_at";
 
@@ -380,6 +384,7 @@ pub struct DeployWrite {
     pub environment_name: String,
     pub git_rev: String,
     pub git_rev_hash: String,
+    pub protected: bool,
     pub schedules: Vec<ScheduleDef>,
     pub jobs: Vec<JobDef>,
 }
@@ -392,6 +397,61 @@ pub struct SeedSize {
     pub secrets: usize,
 }
 
+/// Creates the SQLite file owner-only (0600) before SQLite does, and narrows existing files:
+/// it holds token hashes, audit records and encrypted secrets. SQLite gives its `-wal` and
+/// `-shm` files the mode of the database file.
+fn private_sqlite_files(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let invalid = |e: std::io::Error| {
+            StoreError::Invalid(format!("cannot create {}: {e}", path.display()))
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(invalid)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(invalid)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// How long the first PostgreSQL connection may take before the server gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes one connection before building the pool: the pool retries failed connections until
+/// its acquire timeout and then reports only "pool timed out", losing the real cause.
+async fn check_reachable(target: &DbTarget) -> Result<()> {
+    use sqlx::Connection;
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(&target.url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(StoreError::Connect(format!(
+            "cannot connect to {}: {e}",
+            target.redacted()
+        ))),
+        Err(_) => Err(StoreError::Connect(format!(
+            "cannot connect to {}: no answer within {} s",
+            target.redacted(),
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 impl Store {
     /// Opens (creating a SQLite file when missing) and migrates the database.
     pub async fn open(target: &DbTarget) -> Result<Store> {
@@ -402,6 +462,9 @@ impl Store {
                     std::fs::create_dir_all(dir).map_err(|e| {
                         StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
                     })?;
+                }
+                if let Some(path) = target.sqlite_path.as_ref() {
+                    private_sqlite_files(path)?;
                 }
                 // One connection: SQLite has a single writer, and a lone connection never
                 // meets SQLITE_BUSY on a read-to-write transaction upgrade.
@@ -428,6 +491,7 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
+                check_reachable(target).await?;
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(60))
@@ -841,8 +905,8 @@ impl Store {
         let now = now_ms();
         if existing {
             sqlx::query(
-                "UPDATE deployments SET environment_name = $1, git_rev = $2, git_rev_hash = $3, deployed_at = $4 \
-                 WHERE project_id = $5 AND deployment_name = $6",
+                "UPDATE deployments SET environment_name = $1, git_rev = $2, git_rev_hash = $3, deployed_at = $4, \
+                 protected = $7 WHERE project_id = $5 AND deployment_name = $6",
             )
             .bind(&write.environment_name)
             .bind(&write.git_rev)
@@ -850,12 +914,13 @@ impl Store {
             .bind(now)
             .bind(project_id)
             .bind(&write.deployment_name)
+            .bind(write.protected as i64)
             .execute(&mut *tx)
             .await?;
         } else {
             sqlx::query(
-                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO deployments (project_id, deployment_name, environment_name, git_rev, git_rev_hash, deployed_at, protected) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(project_id)
             .bind(&write.deployment_name)
@@ -863,6 +928,7 @@ impl Store {
             .bind(&write.git_rev)
             .bind(&write.git_rev_hash)
             .bind(now)
+            .bind(write.protected as i64)
             .execute(&mut *tx)
             .await?;
         }
@@ -925,6 +991,7 @@ impl Store {
                 git_rev: write.git_rev.clone(),
                 git_rev_hash: write.git_rev_hash.clone(),
                 last_deployed_timestamp: iso(now),
+                protected: write.protected,
             },
             !existing,
         ))
@@ -932,6 +999,23 @@ impl Store {
 
     pub async fn delete_deployment(&self, project_id: &str, name: &str) -> Result<()> {
         let (mut tx, _) = self.begin_mutation(project_id).await?;
+        // Checked inside the transaction so a concurrent deploy cannot protect it meanwhile.
+        let protected = sqlx::query(
+            "SELECT protected FROM deployments WHERE project_id = $1 AND deployment_name = $2",
+        )
+        .bind(project_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| col::<i64>(&r, "protected"))
+        .transpose()?;
+        if protected.unwrap_or(0) != 0 {
+            return Err(StoreError::Conflict(format!(
+                "deployment `{name}` is protected and cannot be deleted; to delete it, set \
+                 `protected: false` on it in cloud.yml and apply, or POST the deployment with \
+                 `\"protected\": false`, then delete it"
+            )));
+        }
         for table in ["schedules", "deployment_jobs"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE project_id = $1 AND deployment_name = $2"

@@ -38,6 +38,7 @@ fn seed(server: &TestServer, org: &str, pid: &str, token: &str) {
         let body = DeploymentRequest {
             environment_name: "prod".into(),
             git_rev: "main".into(),
+            protected: None,
         };
         c.deploy(org, pid, "production", &body, &DeployQuery::default())
             .await

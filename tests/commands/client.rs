@@ -416,6 +416,7 @@ async fn a_real_server_with_injected_faults() {
     let body = DeploymentRequest {
         environment_name: "prod".into(),
         git_rev: "main".into(),
+        protected: None,
     };
     client
         .deploy(&org, &pid, "production", &body, &DeployQuery::default())

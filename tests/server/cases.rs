@@ -1443,3 +1443,71 @@ pub async fn snapshot_current_across_replicas(store: Store) {
     let typed: meltano_cloud::api::Snapshot = serde_json::from_value(after).unwrap();
     assert_eq!(typed.deployments[0].schedules.len(), 2);
 }
+
+/// `protected` is recorded on the deployment: set and cleared by deploy requests, kept when
+/// absent, part of the "nothing changed" comparison, returned everywhere, and it makes
+/// `DELETE` answer 409 until cleared. Survives a restart (it is in the database).
+pub async fn protected_deployments(store: Store) {
+    let repo = TestRepo::new();
+    let mut server = start(store);
+    let (org, pid, token) = server.bootstrap(&repo);
+    let api = Api::new(&server, &token);
+    let path = format!("/deployments/v1/{org}/{pid}/production");
+
+    // A new deployment is unprotected unless asked.
+    let (s, d) = api.post(&path, deploy_body("prod", "main")).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert_eq!(d["protected"], false, "{d}");
+
+    // Setting the flag alone is a change; repeating it is not.
+    let rev = api.revision(&org, &pid).await;
+    let mut body = deploy_body("prod", "main");
+    body["protected"] = json!(true);
+    let (s, d) = api.post(&path, body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["protected"], true, "{d}");
+    assert_eq!(api.revision(&org, &pid).await, rev + 1);
+    let (s, _) = api.post(&path, body).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Absent keeps the current value.
+    let (s, _) = api.post(&path, deploy_body("prod", "main")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let (s, d) = api.get(&path).await;
+    assert_eq!((s, &d["protected"]), (StatusCode::OK, &json!(true)), "{d}");
+    let (_, list) = api.get(&format!("/deployments/v1/{org}/{pid}")).await;
+    assert_eq!(list["results"][0]["protected"], true, "{list}");
+    let (_, snap) = api.get(&format!("/gitops/v1/{org}/{pid}/snapshot")).await;
+    let snap_text = snap.to_string();
+    assert!(snap_text.contains("\"protected\":true"), "{snap_text}");
+
+    // Delete is refused with how to unprotect, and the deployment stays.
+    let (s, e) = api.delete(&path).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let detail = e["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("is protected"), "{detail}");
+    assert!(detail.contains("protected: false"), "{detail}");
+    let (s, _) = api.get(&path).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The flag is stored, not cached.
+    server.restart();
+    let api = Api::new(&server, &token);
+    let (s, d) = api.get(&path).await;
+    assert_eq!((s, &d["protected"]), (StatusCode::OK, &json!(true)), "{d}");
+    let (s, _) = api.delete(&path).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Clearing it (keeping the deployed commit) allows the delete.
+    let mut body = deploy_body("prod", "main");
+    body["protected"] = json!(false);
+    let (s, d) = api
+        .post(&format!("{path}?preserve_git_hash=true"), body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["protected"], false, "{d}");
+    let (s, e) = api.delete(&path).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{e}");
+    let (s, _) = api.get(&path).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

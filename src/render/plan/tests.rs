@@ -31,6 +31,7 @@ fn remote(
             git_rev: rev.into(),
             git_rev_hash: sha.into(),
             last_deployed_timestamp: "2026-01-01T00:00:00Z".into(),
+            protected: false,
         },
         schedules: scheds
             .iter()

@@ -212,8 +212,12 @@ pub async fn deploy(
         (Some(d), true) => d.git_rev_hash.clone(),
         _ => crate::gitrepo::resolve_in(&dir, &body.git_rev).await?,
     };
+    let protected = body
+        .protected
+        .unwrap_or_else(|| existing.as_ref().is_some_and(|d| d.protected));
     if let Some(d) = &existing {
         if !force
+            && d.protected == protected
             && d.environment_name == body.environment_name
             && d.git_rev == body.git_rev
             && d.git_rev_hash == commit
@@ -240,6 +244,7 @@ pub async fn deploy(
         environment_name: body.environment_name,
         git_rev: body.git_rev,
         git_rev_hash: commit,
+        protected,
         schedules: config.schedules,
         jobs: config.jobs,
     };
@@ -259,10 +264,15 @@ pub async fn deploy(
 }
 
 /// Delete a deployment and its schedules.
+///
+/// A protected deployment answers 409 until a deploy request sets `protected` to false.
 #[utoipa::path(
     delete, path = "/deployments/v1/{org}/{pid}/{name}", tag = "deployments",
     params(("org" = String, Path), ("pid" = String, Path), ("name" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The deployment is protected", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn delete_deployment(
