@@ -30,7 +30,14 @@ impl Effects for Recorder {
     async fn delete_secret(&self, name: &str) -> Result<(), String> {
         self.call(format!("delete_secret {name}"))
     }
-    async fn deploy(&self, name: &str, _e: &str, _r: &str, _f: bool) -> Result<(), String> {
+    async fn deploy(
+        &self,
+        name: &str,
+        _e: &str,
+        _r: &str,
+        _f: bool,
+        _p: Option<bool>,
+    ) -> Result<(), String> {
         self.call(format!("deploy {name}"))
     }
     async fn delete_deployment(&self, name: &str) -> Result<(), String> {
@@ -81,6 +88,7 @@ fn sample() -> Plan {
                     environment: "prod".into(),
                     git_rev: "main".into(),
                     force: true,
+                    protected: Some(false),
                 },
                 &[],
             ),
@@ -93,6 +101,7 @@ fn sample() -> Plan {
                     environment: "prod".into(),
                     git_rev: "main".into(),
                     force: false,
+                    protected: Some(false),
                 },
                 &[],
             ),
@@ -228,6 +237,7 @@ fn progress_line_shape() {
             environment: "prod".into(),
             git_rev: "main".into(),
             force: false,
+            protected: Some(false),
         },
         &[],
     );

@@ -101,6 +101,9 @@ pub fn render(snapshot: &Snapshot, meltano_project: &str, sops_file: &str) -> St
         let _ = writeln!(out, "  {}:", scalar(&dep.deployment_name));
         let _ = writeln!(out, "    environment: {}", scalar(&dep.environment_name));
         let _ = writeln!(out, "    git_rev: {}", scalar(&dep.git_rev));
+        if dep.protected {
+            let _ = writeln!(out, "    protected: true");
+        }
         let list: Vec<String> = enabled.iter().map(|s| scalar(s)).collect();
         let _ = writeln!(out, "    schedules: [{}]", list.join(", "));
     }

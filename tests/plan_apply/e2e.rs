@@ -549,11 +549,55 @@ fn apply_in_ci_refuses_the_local_fallback() {
 #[test]
 fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
     let env = Env::new(Store::Sqlite);
-    env.expect(&["apply", "--auto-approve"], 0);
+    let out = env.expect(&["apply", "--auto-approve"], 0);
+    assert!(out.contains("Apply complete"), "{out}");
+    let snap = env.snapshot();
+    let protected: Vec<(String, bool)> = snap["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deployment_name"].as_str().unwrap().to_string(),
+                d["protected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(protected.contains(&("production".into(), true)), "{snap}");
+    assert!(protected.contains(&("staging".into(), false)), "{snap}");
+
+    // Removing the entry does not remove the guard: the control plane remembers it.
+    let empty = "version: 1\nproject: jaffle-shop\ndeployments: {}\nprune:\n  deployments: true\n";
+    env.write("cloud.yml", empty);
+    let out = env.run(&["plan"]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("plan::protected_delete"), "{stderr}");
+    assert!(
+        stderr.contains("deployment `production` is protected on the control plane"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`protected: false` and apply first"),
+        "{stderr}"
+    );
+
+    // Unprotect first (a flag-only update, not a redeploy), then deleting all needs a flag.
     env.write(
         "cloud.yml",
-        "version: 1\nproject: jaffle-shop\ndeployments: {}\nprune:\n  deployments: true\n",
+        &CLOUD_YML.replace("protected: true", "protected: false"),
     );
+    let out = env.expect(&["plan", "--detailed-exitcode"], 2);
+    assert!(
+        out.contains("# (protected changed from true to false)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{out}"
+    );
+    env.expect(&["apply", "--auto-approve"], 0);
+    env.write("cloud.yml", empty);
     let out = env.run(&["plan"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
@@ -571,6 +615,7 @@ fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
         "{out}"
     );
 
+    // Protected in cloud.yml only (not yet applied): --destroy still refuses.
     env.write("cloud.yml", CLOUD_YML);
     let out = env.run(&["plan", "--destroy"]);
     assert_eq!(out.status.code(), Some(1));
@@ -578,6 +623,23 @@ fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
         String::from_utf8_lossy(&out.stderr)
             .contains("deployment `production` is protected and cannot be deleted")
     );
+    // Protected remotely: --destroy refuses whatever cloud.yml says.
+    env.expect(&["apply", "--auto-approve"], 0);
+    env.write(
+        "cloud.yml",
+        &CLOUD_YML.replace("protected: true", "protected: false"),
+    );
+    let out = env.run(&["plan", "--destroy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        flat_str(&out.stderr).contains("deployment `production` is protected on the control plane"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn flat_str(b: &[u8]) -> String {
+    flat(&String::from_utf8_lossy(b))
 }
 
 #[test]
@@ -605,6 +667,10 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
     assert!(
         written.contains("    schedules: [daily-refresh, hourly-sync]"),
         "{written}"
+    );
+    assert!(
+        written.contains("    git_rev: main\n    protected: true\n"),
+        "protected round-trips: {written}"
     );
     assert!(
         written.contains("#   TAP_GITLAB_PASSWORD: { sops: secrets/jaffle-shop.sops.yaml }"),

@@ -160,7 +160,13 @@ pub fn representative() -> (PlanContext, Plan) {
                 ],
             ),
             remote("legacy", "prod", "v0.9", OLD, &[]),
-        ],
+        ]
+        .into_iter()
+        .map(|mut d| {
+            d.deployment.protected = d.deployment.deployment_name == "production";
+            d
+        })
+        .collect(),
         vec![
             SecretInfo {
                 name: "TAP_GITLAB_PASSWORD".into(),
