@@ -49,6 +49,8 @@ impl Effects for Recorder {
 }
 
 fn change(address: &str, kind: Kind, action: Action, op: Operation, deps: &[&str]) -> Change {
+    // As the planner words it: a deploy that updates is a redeploy.
+    let reason = matches!(op, Operation::Deploy { .. }).then(|| "redeploy: rev moved".to_string());
     Change {
         address: address.into(),
         kind,
@@ -58,7 +60,7 @@ fn change(address: &str, kind: Kind, action: Action, op: Operation, deps: &[&str
         after: None,
         sensitive: vec![],
         unknown_after: vec![],
-        reason: None,
+        reason,
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         operation: op,
     }
