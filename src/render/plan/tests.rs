@@ -335,3 +335,26 @@ fn markdown_within_a_tiny_budget_still_has_the_summary() {
     assert!(md.contains("**Plan: 51 to add, 0 to change, 0 to destroy.**"));
     assert!(md.chars().count() < 2_400, "{}", md.chars().count());
 }
+
+#[test]
+fn markdown_diff_lines_keep_the_text_alignment() {
+    let (ctx, p) = representative();
+    let md = markdown::render(&ctx, &p);
+    let text = anstream::adapter::strip_str(&text::render(&ctx, &p)).to_string();
+    assert!(
+        text.contains("\n      ~ value       = (sensitive value)\n"),
+        "{text}"
+    );
+    assert!(
+        md.contains("\n!       value       = (sensitive value)\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("\n!   secret \"TAP_GITLAB_PASSWORD\" {\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("\n        name        = \"TAP_GITLAB_PASSWORD\"\n"),
+        "{md}"
+    );
+}
