@@ -194,6 +194,7 @@ fn context(snap: &Snapshot) -> PlanContext {
     PlanContext {
         control_plane: "Control plane: https://cloud.example.com (org acme, project jaffle-shop)"
             .into(),
+        api_url: "https://cloud.example.com".into(),
         org: "acme".into(),
         project_name: snap.project.project_name.clone(),
         project_id: snap.project.project_id.clone(),
@@ -226,6 +227,7 @@ fn saved(ctx: &PlanContext, plan: &Plan) -> SavedPlan {
         meltano_cloud_version: "0.1.0".into(),
         created_at: "2026-11-30T04:00:00Z".into(),
         control_plane: ctx.control_plane.clone(),
+        api_url: ctx.api_url.clone(),
         org: ctx.org.clone(),
         project_id: ctx.project_id.clone(),
         project_name: ctx.project_name.clone(),
@@ -292,6 +294,10 @@ fn json_is_versioned_and_has_no_secret_values() {
     let (ctx, p) = representative();
     let doc = json::document(&ctx, &p);
     assert_eq!(doc["format_version"], "1.0");
+    assert_eq!(
+        doc["control_plane"],
+        serde_json::json!({"url": "https://cloud.example.com", "org": "acme", "project": "jaffle-shop"})
+    );
     let changes = doc["changes"].as_array().unwrap();
     for c in changes {
         assert!(c["address"].is_string() && c["actions"].is_array());
