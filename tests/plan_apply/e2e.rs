@@ -348,6 +348,15 @@ fn a_stale_saved_plan_is_rejected_and_a_fresh_one_applies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(flat(&stderr).contains("Saved plan is stale"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        format!("{stdout}{stderr}")
+            .matches("Control plane:")
+            .count(),
+        1,
+        "the header is printed once: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("project jaffle-shop)"), "{stdout}");
     assert!(
         env.snapshot()["deployments"].as_array().unwrap().len() == 1,
         "nothing applied"
