@@ -457,12 +457,27 @@ fn force_unlock_removes_a_stuck_lock() {
         &lock_path,
         Some(r#"{"lock_id":"stuck","holder":"ci run 7","operation":"apply","ttl_seconds":3600}"#),
     );
+    let out = env.run(&["force-unlock", "123"]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("force_unlock::other_lock"), "{stderr}");
+    assert!(
+        stderr.contains("`stuck` is, held by ci run 7 for apply since"),
+        "{stderr}"
+    );
+    // (miette may wrap at the hyphen of `force-unlock`.)
+    assert!(stderr.contains("unlock stuck`"), "{stderr}");
     let out = env.run(&["force-unlock", "stuck"]);
     assert_eq!(out.status.code(), Some(1), "asks, and stdin is no terminal");
     assert!(flat(&String::from_utf8_lossy(&out.stderr)).contains("pass --yes"));
     let out = env.expect(&["force-unlock", "stuck", "--yes"], 0);
     assert!(
         out.contains("Lock stuck of project jaffle-shop was removed."),
+        "{out}"
+    );
+    let out = env.expect(&["force-unlock", "stuck"], 0);
+    assert!(
+        out.contains("No lock is held on project jaffle-shop; nothing to remove."),
         "{out}"
     );
     env.expect(&["apply", "--auto-approve"], 0);
