@@ -684,7 +684,7 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
     assert_eq!(out.status.code(), Some(1), "refuses to overwrite");
     let out = env.expect(&["import", "--force", "--project", "jaffle-shop"], 0);
     assert!(
-        out.contains("Wrote cloud.yml with 2 deployment(s) and 1 secret reference(s)"),
+        out.contains("Wrote cloud.yml with 2 deployments and 1 secret reference to fill in."),
         "{out}"
     );
     let written = std::fs::read_to_string(env.path("cloud.yml")).unwrap();
@@ -700,6 +700,27 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
         written.contains("#   TAP_GITLAB_PASSWORD: { sops: secrets/jaffle-shop.sops.yaml }"),
         "{written}"
     );
+    // Outside the Meltano project the file is still written, with one warning per problem.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("cloud.yml");
+    let out = env.run(&[
+        "import",
+        "--project",
+        "jaffle-shop",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(file.exists());
+    assert!(stderr.contains("spec::meltano_missing"), "{stderr}");
+    assert!(stderr.contains("⚠"), "a warning, not an error: {stderr}");
+    assert!(!stderr.contains("×"), "{stderr}");
+    assert!(
+        stderr.contains("run `import` in the folder that holds meltano.yml"),
+        "{stderr}"
+    );
+
     let plan = env.expect(&["plan", "--detailed-exitcode"], 0);
     assert!(plan.contains("No changes."), "{plan}");
     assert!(
