@@ -370,54 +370,6 @@ async fn remote_repository_through_a_mirror() {
     assert_eq!(schedules["interval"], "@weekly");
 }
 
-/// With no flags beyond `--listen` the server creates its SQLite database and key file in
-/// the platform data dir and serves the API (also once its stderr is closed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_with_only_listen() {
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0"])
-        .env("HOME", home.path())
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env_remove("MELTANO_CLOUD_DATABASE_URL")
-        .env_remove("MELTANO_CLOUD_DATA_DIR")
-        .env_remove("MELTANO_CLOUD_SERVER_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let url = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-        .expect("the listening line");
-    let health = reqwest::get(format!("{url}/api/v1/health")).await.unwrap();
-    assert_eq!(health.status(), 200);
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success(), "SIGTERM ends it cleanly");
-    let dir = home.path().join("data/meltano-cloud");
-    assert!(dir.join("meltano-cloud.db").exists());
-    assert!(dir.join("meltano-cloud.db.key").exists());
-}
-
-/// The local control plane needs the Meltano project to be in a git repository.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_control_plane_outside_git() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("meltano.yml"), support::DEFAULT_MELTANO_YML).unwrap();
-    let err = meltano_cloud::server::local::start_local(dir.path(), "p")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("is not inside a git repository"),
-        "{err}"
-    );
-    let help = err.help().map(|h| h.to_string()).unwrap_or_default();
-    assert!(help.contains("git init"), "{help}");
-}
-
 /// An unreachable PostgreSQL fails at once with the cause and the redacted URL, not after
 /// the pool's acquire timeout with "pool timed out".
 #[test]
@@ -491,4 +443,52 @@ fn sqlite_files_are_private() {
     db.admin(&["project", "list", "--org", "acme"]);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// With no flags beyond `--listen` the server creates its SQLite database and key file in
+/// the platform data dir and serves the API (also once its stderr is closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_only_listen() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("MELTANO_CLOUD_DATABASE_URL")
+        .env_remove("MELTANO_CLOUD_DATA_DIR")
+        .env_remove("MELTANO_CLOUD_SERVER_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let url = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .expect("the listening line");
+    let health = reqwest::get(format!("{url}/api/v1/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success(), "SIGTERM ends it cleanly");
+    let dir = home.path().join("data/meltano-cloud");
+    assert!(dir.join("meltano-cloud.db").exists());
+    assert!(dir.join("meltano-cloud.db.key").exists());
+}
+
+/// The local control plane needs the Meltano project to be in a git repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_control_plane_outside_git() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("meltano.yml"), support::DEFAULT_MELTANO_YML).unwrap();
+    let err = meltano_cloud::server::local::start_local(dir.path(), "p")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not inside a git repository"),
+        "{err}"
+    );
+    let help = err.help().map(|h| h.to_string()).unwrap_or_default();
+    assert!(help.contains("git init"), "{help}");
 }
