@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Quick start: plan and apply examples/jaffle-shop against the embedded local control plane.
 #
-# The example is copied into target/quickstart/jaffle-shop as its own git repository (with the
+# The example is copied into target/quickstart-jaffle-shop as its own git repository (with the
 # `main` and `develop` branches its deployments track), so the local control plane's state
-# (.meltano/cloud/ inside that copy) never touches this checkout. Run it again to see
-# "No changes."; delete target/quickstart to start over.
+# (.meltano/cloud/ inside that copy) never touches this checkout. The copy sits two folders
+# below the checkout, like examples/jaffle-shop, so its schema modeline
+# (../../schema/cloud.schema.json) still finds the schema and nothing is rewritten. Run it
+# again to see "No changes."; delete target/quickstart-jaffle-shop to start over.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,7 +26,7 @@ echo "[quickstart] building meltano-cloud"
 cargo build -q --bin meltano-cloud
 bin="$root/target/debug/meltano-cloud"
 
-work="$root/target/quickstart/jaffle-shop"
+work="$root/target/quickstart-jaffle-shop"
 if [ ! -d "$work/.git" ]; then
   mkdir -p "$work"
   cp -R examples/jaffle-shop/. "$work/"

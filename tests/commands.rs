@@ -23,6 +23,21 @@ fn cli_offline() {
         .case("tests/cmd/cli/offline/*.toml");
 }
 
+/// `meltano-cloud --help` gives every command, groups included, a description.
+#[test]
+fn every_command_has_a_description() {
+    use clap::CommandFactory;
+    let cli = meltano_cloud::cli::Cli::command();
+    for sub in cli.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(
+            !about.trim().is_empty(),
+            "`{}` has no description in --help",
+            sub.get_name()
+        );
+    }
+}
+
 /// `run` in the foreground of the local control plane, as the user reads it.
 #[test]
 fn cli_local_runs() {

@@ -5,6 +5,7 @@
 
 #[path = "spec/props.rs"]
 mod props;
+mod support;
 
 #[test]
 fn cli_cases() {
@@ -115,4 +116,131 @@ fn draft_7_and_2020_12_report_the_same_errors() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} files checked");
+}
+
+/// The server refuses to store a secret the executor would override on every run (the same
+/// shared list cloud.yml validation uses), but still stores the git deploy key.
+#[tokio::test]
+async fn server_refuses_secrets_the_executor_sets() {
+    let repo = support::TestRepo::new();
+    let server = support::TestServer::start_sqlite();
+    let (org, pid, token) = server.bootstrap(&repo);
+    let client = reqwest::Client::new();
+    let url = format!("{}/secrets/v1/{org}/{pid}/", server.url());
+    let put = |name: &str| {
+        client
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": name, "value": "v"}))
+            .send()
+    };
+    for name in [
+        "MELTANO_ENVIRONMENT",
+        "MELTANO_SYS_DIR_ROOT",
+        "PATH",
+        "HOME",
+    ] {
+        let resp = put(name).await.unwrap();
+        assert_eq!(resp.status(), 422, "{name}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("`{name}` is reserved")),
+            "{detail}"
+        );
+    }
+    for name in ["GIT_SSH_PRIVATE_KEY", "TAP_PASSWORD"] {
+        assert_eq!(put(name).await.unwrap().status(), 204, "{name}");
+    }
+}
+
+/// `init` in a fresh `git init` repository on `master` in a folder named `shop-data`: the
+/// project is named after the folder, deployments track the current branch, and
+/// `.meltano/` (local control-plane database and key) is appended to .gitignore once.
+#[test]
+fn init_uses_folder_and_branch_and_ignores_local_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop-data");
+    std::fs::create_dir(&dir).unwrap();
+    let git = std::process::Command::new("git")
+        .args(["init", "-q", "-b", "master"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(git.success());
+    std::fs::copy(
+        "tests/cmd/spec/init.in/meltano.yml",
+        dir.join("meltano.yml"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".gitignore"), "output/").unwrap();
+    let init = |extra: &[&str]| {
+        std::process::Command::new(support::BIN)
+            .arg("init")
+            .args(extra)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Added `.meltano/` to .gitignore"),
+        "{stdout}"
+    );
+    let yml = std::fs::read_to_string(dir.join("cloud.yml")).unwrap();
+    assert!(yml.contains("\nproject: shop-data\n"), "{yml}");
+    assert!(yml.contains("git_rev: master "), "{yml}");
+    assert!(!yml.contains("git_rev: main"), "{yml}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "output/\n.meltano/\n"
+    );
+    // Again: nothing added twice; an explicit --git-rev wins.
+    let out = init(&["--force", "--git-rev", "release"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Added"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "output/\n.meltano/\n"
+    );
+    let yml = std::fs::read_to_string(dir.join("cloud.yml")).unwrap();
+    assert!(yml.contains("git_rev: release "), "{yml}");
+}
+
+/// The quick start copies examples/jaffle-shop unchanged to a folder as deep below the
+/// checkout as the example, so the copy's relative schema modeline still resolves.
+#[test]
+fn quickstart_copy_keeps_a_working_schema_modeline() {
+    let script = std::fs::read_to_string("examples/quickstart.sh").unwrap();
+    let work = script
+        .lines()
+        .find_map(|l| l.strip_prefix("work=\"$root/"))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("quickstart.sh sets work=\"$root/...\"");
+    let modeline = std::fs::read_to_string("examples/jaffle-shop/cloud.yml").unwrap();
+    let schema = modeline
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# yaml-language-server: $schema="))
+        .unwrap();
+    let mut resolved = std::path::PathBuf::from(work);
+    for part in std::path::Path::new(schema).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                assert!(resolved.pop(), "{schema} leaves the checkout")
+            }
+            other => resolved.push(other),
+        }
+    }
+    assert!(
+        resolved.is_file(),
+        "{work}/{schema} resolves to missing {}",
+        resolved.display()
+    );
+    assert!(
+        !script.contains("sed "),
+        "quickstart.sh must copy the example unchanged"
+    );
 }

@@ -65,11 +65,12 @@ pub struct GlobalArgs {
     )]
     pub token: Option<String>,
 
-    /// Organization (tenant resource key).
+    /// Organization name, e.g. `acme`.
     #[arg(long, env = "MELTANO_CLOUD_ORG", value_name = "ORG", global = true)]
     pub org: Option<String>,
 
-    /// Control-plane project name or id (defaults to cloud.yml's `project`).
+    /// Control-plane project name or id (default: cloud.yml's `project`; for the
+    /// original-CLI commands, the one chosen with `project use` comes first).
     #[arg(
         long,
         env = "MELTANO_CLOUD_PROJECT",
@@ -106,6 +107,7 @@ pub enum Command {
     ForceUnlock(commands::force_unlock::Args),
     Init(commands::init::Args),
     Schema(commands::schema::Args),
+    /// Check or list the secrets cloud.yml references.
     #[command(subcommand)]
     Secrets(commands::secrets::Command),
     // Control plane
@@ -114,18 +116,24 @@ pub enum Command {
     // The original Meltano Cloud CLI
     Login(commands::login::Args),
     Logout(commands::logout::Args),
+    /// List, select and create projects.
     #[command(subcommand)]
     Project(commands::project::Command),
+    /// List, select, create, update and delete deployments.
     #[command(subcommand)]
     Deployment(commands::deployment::Command),
+    /// List, describe, enable and disable schedules.
     #[command(subcommand)]
     Schedule(commands::schedule::Command),
+    /// Set, list and delete the project's secrets (environment variables of runs).
     #[command(subcommand)]
     Config(commands::config::Command),
     Run(commands::run::Args),
     History(commands::history::Args),
+    /// Print the logs of an execution.
     #[command(subcommand)]
     Logs(commands::logs::Command),
+    /// Stop running executions.
     #[command(subcommand)]
     Job(commands::job::Command),
 }

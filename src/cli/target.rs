@@ -62,8 +62,9 @@ pub enum TargetError {
     #[diagnostic(
         code(target::no_project),
         help(
-            "name one with --project NAME (or MELTANO_CLOUD_PROJECT), or remember one with \
-             `meltano-cloud project use --name NAME`"
+            "name one with --project NAME (or MELTANO_CLOUD_PROJECT), remember one with \
+             `meltano-cloud project use --name NAME`, or run where a cloud.yml (--file) names \
+             its `project`"
         )
     )]
     NoProject,
@@ -178,7 +179,8 @@ async fn connect_remote(
     };
     let name = non_empty(&global.project)
         .or_else(|| options.project_hint.map(str::to_string))
-        .or_else(|| settings.default_project(&org).map(str::to_string));
+        .or_else(|| settings.default_project(&org).map(str::to_string))
+        .or_else(|| cloud_yml_project(global));
     let project = match (options.resolve_project, name) {
         (true, Some(name)) => Some(resolve_project(&client, &org, &name).await?),
         _ => None,
@@ -248,6 +250,13 @@ fn top_level_scalar(text: &str, key: &str) -> Option<String> {
         let value = value.trim_matches(|c| c == '"' || c == '\'');
         (!value.is_empty()).then(|| value.to_string())
     })
+}
+
+/// `project:` of the cloud.yml at --file (relative to the current folder), when there is
+/// one: the last fallback of the commands that do not load cloud.yml themselves.
+fn cloud_yml_project(global: &GlobalArgs) -> Option<String> {
+    let text = std::fs::read_to_string(&global.file).ok()?;
+    top_level_scalar(&text, "project")
 }
 
 /// The Meltano project folder and project name the local plane serves.

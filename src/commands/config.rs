@@ -48,6 +48,10 @@ pub struct SetArgs {
     /// shell history and is visible to other users in the process list.
     #[arg(long)]
     pub value: Option<String>,
+    /// Store an empty value. Without it an empty value is refused: it usually comes from an
+    /// unset shell variable (`echo "$TYPO" | meltano-cloud config env set ...`).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,7 +109,7 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
     match cmd {
         EnvCommand::List(args) => {
             let paged = client.all_secrets(org, pid, Some(args.limit)).await?;
-            let mut table = Table::new(&["NAME", "SET BY"]);
+            let mut table = Table::new(&["NAME", "SET BY"]).keys(&[0]);
             for s in &paged.items {
                 let by = if s.fingerprint.is_some() {
                     "apply (cloud.yml)"
@@ -126,6 +130,15 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
         EnvCommand::Set(args) => {
             check_name(&args.key)?;
             let value = read_value(&args.key, args.value)?;
+            if value.is_empty() && !args.allow_empty {
+                return Err(miette::miette!(
+                    code = "config::empty_value",
+                    help = "pass --allow-empty to store an empty value on purpose; otherwise \
+                            check the variable or file that should hold the value",
+                    "the value of `{}` is empty; nothing was stored",
+                    args.key
+                ));
+            }
             let body = SetSecret {
                 name: args.key.clone(),
                 value: value.to_string(),

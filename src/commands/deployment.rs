@@ -127,14 +127,17 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
         Command::List(args) => {
             let paged = client.all_deployments(&org, &pid, Some(args.limit)).await?;
             let default = target.default_deployment().map(str::to_string);
+            // The first column only holds the `*` of the default deployment.
             let mut table = Table::new(&[
-                "DEFAULT",
+                "",
                 "NAME",
                 "ENVIRONMENT",
                 "GIT REV",
                 "COMMIT",
                 "LAST DEPLOYED (UTC)",
-            ]);
+            ])
+            .keys(&[1])
+            .optional(&[4, 5, 3]);
             for d in &paged.items {
                 let mark = if default.as_deref() == Some(d.deployment_name.as_str()) {
                     "*"

@@ -11,7 +11,10 @@ use crate::cli::target::connect;
 use crate::render::table::{Format, Table, print_list};
 
 /// Show the executions of the project's jobs and schedules, newest first.
+// A fixed usage line: clap's generated one lists the arguments given, including global ones
+// taken from the environment (`--config-path`), as if they were required.
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "meltano-cloud history [OPTIONS]")]
 pub struct Args {
     /// Only executions of the schedule with exactly this name.
     #[arg(long, group = "schedule_filter")]
@@ -31,8 +34,8 @@ pub struct Args {
     /// Only executions on deployments whose name contains this.
     #[arg(long, group = "deployment_filter")]
     pub deployment_contains: Option<String>,
-    /// Only executions with this result.
-    #[arg(long, value_enum)]
+    /// Only executions with this result (any case, e.g. `failed` or `FAILED`).
+    #[arg(long, value_enum, ignore_case = true)]
     pub result: Option<ResultFilter>,
     /// Show at most this many executions.
     #[arg(long, default_value_t = 10)]
@@ -200,7 +203,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         "STARTED (UTC)",
         "DURATION",
         "RESULT",
-    ]);
+    ])
+    .keys(&[0])
+    .optional(&[5, 3, 4, 2, 1]);
     for r in &rows {
         let e = r.execution;
         let started = parse_time(&e.start_time)

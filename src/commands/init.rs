@@ -31,16 +31,17 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub meltano_project: String,
 
-    /// Git branch the deployments track.
-    #[arg(long, value_name = "REV", default_value = "main")]
-    pub git_rev: String,
+    /// Git branch the deployments track [default: the repository's current branch, else
+    /// `main`].
+    #[arg(long, value_name = "REV")]
+    pub git_rev: Option<String>,
 
     /// `$schema` of the editor modeline: a URL, or a path relative to cloud.yml.
     #[arg(long, value_name = "URL_OR_PATH", default_value = SCHEMA_URL)]
     pub schema: String,
 }
 
-pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, mut args: Args) -> miette::Result<ExitCode> {
     let path = &global.file;
     if path.exists() && !args.force {
         return Err(miette!(
@@ -85,10 +86,14 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         .project
         .clone()
         .unwrap_or_else(|| project_name(&meltano_dir));
+    if args.git_rev.is_none() {
+        args.git_rev = current_branch(&dir);
+    }
     let text = render_cloud_yml(&project, &name, &args);
     std::fs::write(path, &text)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    let ignored = ignore_local_state(&dir)?;
     if !global.quiet {
         let envs = project.environments.join(", ");
         println!(
@@ -112,14 +117,82 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
                 "s"
             },
         );
+        if let Some(gitignore) = ignored {
+            println!(
+                "Added `.meltano/` to {} (the local control plane keeps its database and key there).",
+                gitignore.display()
+            );
+        }
         println!("Next: enable schedules and add secrets, then run `meltano-cloud validate`.");
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The branch checked out in the git repository holding `dir` (also before its first
+/// commit), or `None` outside a repository or on a detached HEAD.
+fn current_branch(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .args(["symbolic-ref", "--quiet", "--short", "HEAD"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let branch = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !branch.is_empty()).then_some(branch)
+}
+
+/// Appends `.meltano/` to the .gitignore beside cloud.yml unless it is already listed:
+/// the local control plane keeps its database and at-rest key under `.meltano/cloud/`, and
+/// committing both would leak every secret set locally. Returns the file when it changed.
+fn ignore_local_state(dir: &Path) -> miette::Result<Option<PathBuf>> {
+    let gitignore = dir.join(".gitignore");
+    let existing = match std::fs::read_to_string(&gitignore) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(miette!(
+                code = "init::gitignore",
+                help = "add `.meltano/` to .gitignore yourself",
+                "cannot read {}: {e}",
+                gitignore.display()
+            ));
+        }
+    };
+    let listed = existing.lines().map(str::trim).any(|l| {
+        matches!(
+            l,
+            ".meltano" | ".meltano/" | "/.meltano" | "/.meltano/" | ".meltano/*" | "/.meltano/*"
+        )
+    });
+    if listed {
+        return Ok(None);
+    }
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(".meltano/\n");
+    std::fs::write(&gitignore, text)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", gitignore.display()))?;
+    Ok(Some(gitignore))
+}
+
 /// The project name: the Meltano project's folder name, as a slug.
 fn project_name(meltano_dir: &Path) -> String {
-    let abs = std::fs::canonicalize(meltano_dir).unwrap_or_else(|_| PathBuf::from(meltano_dir));
+    // `cloud.yml` in the current folder gives an empty folder path; resolve that as `.`.
+    let dir = if meltano_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        meltano_dir
+    };
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir));
     let raw = abs
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -224,7 +297,7 @@ pub fn render_cloud_yml(project: &MeltanoProject, name: &str, args: &Args) -> St
             let _ = writeln!(
                 out,
                 "    git_rev: {}  # branch, tag or commit to track",
-                yaml_str(&args.git_rev)
+                yaml_str(args.git_rev.as_deref().unwrap_or("main"))
             );
             if project.schedules.is_empty() {
                 let _ = writeln!(out, "    schedules: []");

@@ -43,8 +43,9 @@ pub struct CreateArgs {
     /// Name of the new project.
     #[arg(long)]
     pub name: String,
-    /// URL or path of the git repository holding the Meltano project.
-    #[arg(long, value_name = "URL")]
+    /// URL or path of the git repository holding the Meltano project (`--repo` works too,
+    /// as in `admin project create`).
+    #[arg(long, alias = "repo", value_name = "URL")]
     pub repo_url: String,
     /// Folder inside the repository that holds meltano.yml.
     #[arg(long, value_name = "PATH")]
@@ -67,7 +68,9 @@ pub async fn run(global: &GlobalArgs, cmd: Command) -> miette::Result<ExitCode> 
                 .as_ref()
                 .map(|p| p.project_id.clone())
                 .or_else(|| target.settings.default_project(&org).map(str::to_string));
-            let mut table = Table::new(&["DEFAULT", "NAME", "GIT REPOSITORY", "ROOT PATH", "ID"]);
+            let mut table = Table::new(&["", "NAME", "GIT REPOSITORY", "ROOT PATH", "ID"])
+                .keys(&[1, 4])
+                .optional(&[3, 2]);
             for p in &paged.items {
                 let mark = if default.as_deref() == Some(p.project_id.as_str()) {
                     "*"

@@ -152,7 +152,9 @@ async fn list(target: &Target, args: ListArgs) -> miette::Result<ExitCode> {
             runs_per_day: runs_per_day(&s.interval, now).map(|v| (v * 100.0).round() / 100.0),
         })
         .collect();
-    let mut table = Table::new(&["DEPLOYMENT", "SCHEDULE", "INTERVAL", "RUNS/DAY", "ENABLED"]);
+    let mut table = Table::new(&["DEPLOYMENT", "SCHEDULE", "INTERVAL", "RUNS/DAY", "ENABLED"])
+        .keys(&[0, 1])
+        .optional(&[3, 2]);
     for r in &rows {
         table.push(vec![
             r.schedule.deployment_name.clone(),

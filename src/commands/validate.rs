@@ -96,8 +96,11 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
                         }
                     }
                 }
-            } else if diagnostics.iter().any(|d| d.code == "spec::read") {
-                let _ = writeln!(err, "error: could not validate {}", path.display());
+            } else if diagnostics
+                .iter()
+                .any(|d| matches!(d.code, "spec::read" | "spec::encoding"))
+            {
+                // The diagnostic above already says the file could not be read.
             } else {
                 let _ = writeln!(
                     err,
@@ -155,17 +158,37 @@ fn summary(spec: Option<&LoadedSpec>) -> String {
     let Some(spec) = spec else {
         return String::new();
     };
+    // A schedule enabled on several deployments counts once toward the distinct schedules,
+    // so the figure compares with meltano.yml's; enablements count each deployment's.
     let enabled: usize = spec
         .cloud
         .deployments
         .values()
         .map(|d| d.schedules.len())
         .sum();
+    let distinct: std::collections::BTreeSet<&str> = spec
+        .cloud
+        .deployments
+        .values()
+        .flat_map(|d| d.schedules.iter().map(String::as_str))
+        .collect();
+    let schedules = if enabled == distinct.len() {
+        format!(
+            "{} enabled (of {} in meltano.yml)",
+            plural(enabled, "schedule"),
+            spec.meltano.schedules.len()
+        )
+    } else {
+        format!(
+            "{} ({} of {} in meltano.yml)",
+            plural(enabled, "schedule enablement"),
+            plural(distinct.len(), "distinct schedule"),
+            spec.meltano.schedules.len()
+        )
+    };
     format!(
-        "{}, {} enabled (of {} in meltano.yml), {}",
+        "{}, {schedules}, {}",
         plural(spec.cloud.deployments.len(), "deployment"),
-        plural(enabled, "schedule"),
-        spec.meltano.schedules.len(),
         plural(spec.secrets.len(), "secret"),
     )
 }

@@ -45,9 +45,8 @@ pub struct MeltanoSchedule {
     pub interval: String,
 }
 
-/// Secret names the planner never deletes or imports (the control plane's own clone key,
-/// names the executor sets): the one list cloud.yml validation also uses.
-pub use crate::spec::model::RESERVED_SECRET_NAMES as RESERVED_SECRETS;
+/// Secret names the planner never touches (the shared list).
+pub use crate::secrets::RESERVED_SECRET_NAMES as RESERVED_SECRETS;
 
 impl DesiredState {
     /// The desired state of a loaded cloud.yml, with `commits` mapping each tracked git_rev

@@ -22,10 +22,11 @@ pub enum Format {
 pub struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
+    /// Columns users copy from (names, ids): never cut, whatever the width.
+    keys: Vec<usize>,
+    /// Columns left out, in this order, when the others cannot be narrowed enough.
+    optional: Vec<usize>,
 }
-
-/// Narrowest a column is squeezed to before the table is allowed to overflow.
-const MIN_COLUMN: usize = 8;
 const GAP: &str = "  ";
 
 fn width_of(s: &str) -> usize {
@@ -65,7 +66,22 @@ impl Table {
         Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
+            keys: Vec::new(),
+            optional: Vec::new(),
         }
+    }
+
+    /// Marks columns (by index) as keys: names and ids a user copies into the next command
+    /// are never cut with `…`; the other columns give up their space first.
+    pub fn keys(mut self, columns: &[usize]) -> Table {
+        self.keys = columns.to_vec();
+        self
+    }
+
+    /// Columns (by index) that may be left out on a narrow terminal, first one first.
+    pub fn optional(mut self, columns: &[usize]) -> Table {
+        self.optional = columns.to_vec();
+        self
     }
 
     pub fn push(&mut self, row: Vec<String>) {
@@ -84,30 +100,51 @@ impl Table {
         row.get(i).map(String::as_str).unwrap_or("")
     }
 
-    /// Column widths that fit `max` (when given): the widest columns give up space first,
-    /// down to [`MIN_COLUMN`] (or their header).
-    fn widths(&self, max: Option<usize>) -> Vec<usize> {
+    /// Column widths that fit `max` (when given): the widest non-key columns give up space
+    /// first, down to their header's width (headers are never cut); then the optional
+    /// columns are left out, in the order given to [`Table::optional`]. Key columns keep
+    /// their width: when they alone are too wide, the table overflows. `None` marks a column
+    /// left out.
+    fn widths(&self, max: Option<usize>) -> Vec<Option<usize>> {
         let n = self.headers.len();
-        let mut widths: Vec<usize> = (0..n)
+        let mut widths: Vec<Option<usize>> = (0..n)
             .map(|i| {
                 self.rows
                     .iter()
                     .map(|r| width_of(self.cell(r, i)))
                     .chain(std::iter::once(width_of(&self.headers[i])))
                     .max()
-                    .unwrap_or(0)
             })
             .collect();
         let Some(max) = max else { return widths };
-        let total = |w: &[usize]| w.iter().sum::<usize>() + GAP.len() * n.saturating_sub(1);
+        let natural = widths.clone();
+        let total = |w: &[Option<usize>]| {
+            let shown: Vec<usize> = w.iter().flatten().copied().collect();
+            shown.iter().sum::<usize>() + GAP.len() * shown.len().saturating_sub(1)
+        };
+        let mut optional = self.optional.iter();
         while total(&widths) > max {
             // Shrink the widest column that can still shrink.
             let candidate = (0..n)
-                .filter(|&i| widths[i] > MIN_COLUMN.max(width_of(&self.headers[i]).min(MIN_COLUMN)))
-                .max_by_key(|&i| widths[i]);
+                .filter(|i| !self.keys.contains(i))
+                .filter_map(|i| widths[i].map(|w| (i, w)))
+                .filter(|&(i, w)| w > width_of(&self.headers[i]).max(1))
+                .max_by_key(|&(_, w)| w);
             match candidate {
-                Some(i) => widths[i] -= 1,
-                None => break,
+                Some((i, _)) => widths[i] = widths[i].map(|w| w - 1),
+                None => match optional.next() {
+                    // Leave it out and start narrowing again from the full widths.
+                    Some(&i) if i < n => {
+                        for (w, full) in widths.iter_mut().zip(&natural) {
+                            if w.is_some() {
+                                *w = *full;
+                            }
+                        }
+                        widths[i] = None;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
             }
         }
         widths
@@ -116,17 +153,20 @@ impl Table {
     /// Aligned columns; cells wider than their column end with `…`.
     pub fn render_terminal(&self, max_width: Option<usize>) -> String {
         let widths = self.widths(max_width);
+        let shown: Vec<(usize, usize)> = widths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.map(|w| (i, w)))
+            .collect();
         let mut out = String::new();
         let mut line = |cells: Vec<&str>| {
             let mut l = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                let cell = truncate(cell, widths[i]);
-                if i + 1 < cells.len() {
-                    l.push_str(&cell);
-                    l.push_str(&" ".repeat(widths[i] - width_of(&cell)));
+            for (k, &(i, width)) in shown.iter().enumerate() {
+                let cell = truncate(cells[i], width);
+                l.push_str(&cell);
+                if k + 1 < shown.len() {
+                    l.push_str(&" ".repeat(width - width_of(&cell)));
                     l.push_str(GAP);
-                } else {
-                    l.push_str(&cell);
                 }
             }
             out.push_str(l.trim_end());
@@ -243,6 +283,40 @@ mod tests {
             assert!(line.chars().count() <= 40, "{line:?}");
         }
         assert!(out.contains('…'));
+    }
+
+    #[test]
+    fn key_columns_and_headers_are_never_cut() {
+        let table = sample().keys(&[0]);
+        let out = table.render_terminal(Some(40));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[2].starts_with("a-very-long-deployment-name-indeed  "),
+            "{out}"
+        );
+        assert!(
+            lines[0].contains("GIT REV") && lines[0].contains("DEPLOYED"),
+            "{out}"
+        );
+        // Cells of the other columns are cut to their header's width at most.
+        assert!(lines[1].contains("main     "), "{out}");
+        assert!(lines[1].ends_with("2026-01…"), "{out}");
+    }
+
+    #[test]
+    fn optional_columns_are_left_out_when_too_narrow() {
+        let table = sample().keys(&[0]).optional(&[2]);
+        let out = table.render_terminal(Some(45));
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                "NAME                                GIT REV",
+                "production                          main",
+                "a-very-long-deployment-name-indeed  feature/x",
+            ]
+        );
+        // Wide enough: nothing is left out.
+        assert!(table.render_terminal(Some(80)).contains("DEPLOYED"));
     }
 
     #[test]

@@ -386,7 +386,12 @@ fn meltano_command(bin: &Path, args: &[&str], cwd: &Path, env: &RunEnv) -> Comma
         .env("MELTANO_CLOUD_EXECUTION_ID", &env.execution_id);
     // Secrets may override the defaults above (a state database elsewhere, for one), but
     // not the deployment's environment or where plugins are installed.
+    // Names the executor sets itself are refused when secrets are stored; skip any stored
+    // before that, so they cannot replace PATH or HOME.
     for (name, value) in &env.secrets {
+        if crate::secrets::set_by_executor(name) {
+            continue;
+        }
         cmd.env(name, value.as_str());
     }
     cmd.env("MELTANO_ENVIRONMENT", &env.meltano_environment)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 
-use super::diagnostics::{SourceFile, SpecDiagnostic, suggestion_help};
+use super::diagnostics::{SourceFile, SpecDiagnostic, did_you_mean, suggestion_help};
 use super::meltano::{self, MeltanoProject, MeltanoReadError, join_clean};
 use super::model::{self, CloudFile};
 use super::yaml::{Document, SpanMap, escape_token};
@@ -43,8 +43,29 @@ pub fn key_span_at(spans: &SpanMap, pointer: &str) -> Range<usize> {
 /// built (it may still come with errors), and every diagnostic, in file order.
 pub fn check_file(path: &Path) -> (Option<LoadedSpec>, Vec<SpecDiagnostic>) {
     let mut diags = Vec::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            // Point at the first bad byte: the usual cause is a file saved as Latin-1 or
+            // UTF-16 by an editor.
+            let at = e.utf8_error().valid_up_to();
+            let good = &e.as_bytes()[..at];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            diags.push(
+                SpecDiagnostic::no_source(
+                    "spec::encoding",
+                    path,
+                    format!(
+                        "{} is not valid UTF-8 (first bad byte at line {line}, column {column}, offset {at})",
+                        path.display()
+                    ),
+                )
+                .help("save the file as UTF-8 (YAML files must be UTF-8)"),
+            );
+            return (None, diags);
+        }
         Err(e) => {
             let mut d = SpecDiagnostic::no_source(
                 "spec::read",
@@ -187,6 +208,11 @@ fn schema_errors(cx: &mut Ctx<'_>, value: &Value) -> usize {
     let root = schema_value();
     let mut count = 0;
     let mut new = Vec::new();
+    // A misspelled required field is reported once, as the unknown field with its
+    // suggestion: (mapping pointer, suggested field) of such typos, and the missing-field
+    // diagnostics to drop when they match one.
+    let mut typos: Vec<(String, String)> = Vec::new();
+    let mut missing: Vec<(usize, String, String)> = Vec::new();
     for err in schema::validator().iter_errors(value) {
         let ptr = err.instance_path.as_str().to_string();
         let described = |p: &str| schema::description_at(root, p);
@@ -199,6 +225,9 @@ fn schema_errors(cx: &mut Ctx<'_>, value: &Value) -> usize {
                 let fields = schema::fields_at(root, &ptr);
                 let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
                 for name in unexpected {
+                    if let Some(best) = did_you_mean(name, fields.iter().copied()) {
+                        typos.push((ptr.clone(), best.to_string()));
+                    }
                     let child = format!("{ptr}/{}", escape_token(name));
                     let d = cx
                         .error("schema::unknown_field", format!("unknown field `{name}`"))
@@ -223,6 +252,7 @@ fn schema_errors(cx: &mut Ctx<'_>, value: &Value) -> usize {
                     .error("schema::missing_field", format!("missing field `{name}`"))
                     .label(cx.key_span(&ptr), format!("{what} needs `{name}`"))
                     .help(help);
+                missing.push((new.len(), ptr.clone(), name.to_string()));
                 new.push(d);
             }
             ValidationErrorKind::Type { kind } => {
@@ -236,15 +266,29 @@ fn schema_errors(cx: &mut Ctx<'_>, value: &Value) -> usize {
                         names.join(" or ")
                     }
                 };
-                let mut d = cx
-                    .error(
-                        "schema::type",
-                        format!("expected {expected}, found {}", type_name(&err.instance)),
-                    )
-                    .label(cx.value_span(&ptr), format!("expected {expected}"));
-                if let Some(desc) = described(&ptr) {
-                    d = d.help(desc);
-                }
+                let d = if ptr.is_empty() && err.instance.is_null() {
+                    cx.error("schema::empty_file", "the file is empty")
+                        .label(cx.value_span(&ptr), "nothing here")
+                        .help("run `meltano-cloud init` to write a starting one")
+                } else {
+                    let d = cx
+                        .error(
+                            "schema::type",
+                            format!("expected {expected}, found {}", type_name(&err.instance)),
+                        )
+                        .label(cx.value_span(&ptr), format!("expected {expected}"));
+                    if expected == "true or false" && err.instance.is_string() {
+                        // YAML 1.1 booleans (`yes`, `on`) are strings in YAML 1.2.
+                        d.help("write `true` or `false` (in YAML 1.2 `yes`, `no`, `on` and `off` are strings)")
+                    } else {
+                        match described(&ptr) {
+                            Some(desc) => {
+                                d.help(format!("write {expected} here ({})", first_sentence(&desc)))
+                            }
+                            None => d.help(format!("write {expected} here")),
+                        }
+                    }
+                };
                 new.push(d);
             }
             ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
@@ -280,6 +324,17 @@ fn schema_errors(cx: &mut Ctx<'_>, value: &Value) -> usize {
             }
         }
     }
+    let drop: Vec<usize> = missing
+        .into_iter()
+        .filter(|(_, ptr, name)| typos.iter().any(|(p, n)| p == ptr && n == name))
+        .map(|(i, _, _)| i)
+        .collect();
+    let new: Vec<_> = new
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, d)| d)
+        .collect();
     count += new.len();
     cx.diags.extend(new);
     count
@@ -507,11 +562,14 @@ fn check_secrets(cx: &mut Ctx<'_>, value: &Value, dir: &Path) -> BTreeMap<String
                     "use letters, digits and underscores, not starting with a digit, e.g. `{suggestion}`"
                 ));
             cx.diags.push(e);
-        } else if model::RESERVED_SECRET_NAMES.contains(&name.as_str()) {
+        } else if let Some(why) = crate::secrets::reserved_reason(name) {
             let e = cx
-                .error("spec::reserved_secret", format!("secret name `{name}` is reserved"))
+                .error(
+                    "spec::reserved_secret",
+                    format!("secret name `{name}` is reserved"),
+                )
                 .label(cx.key_span(&ptr), "reserved name")
-                .help("the control plane sets it itself (the project's git deploy key); choose another name");
+                .help(why);
             cx.diags.push(e);
             continue;
         }

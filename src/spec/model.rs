@@ -14,8 +14,6 @@ pub const DEPLOYMENT_NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
 pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// Longest deployment name (a DNS label).
 pub const MAX_DEPLOYMENT_NAME: usize = 63;
-/// Secret names the control plane sets itself.
-pub const RESERVED_SECRET_NAMES: &[&str] = &["GIT_SSH_PRIVATE_KEY"];
 
 /// A Meltano project's cloud setup: its deployments, the schedules enabled on each, and the
 /// secrets its runs need. Checked by `meltano-cloud validate`; applied by `meltano-cloud plan`

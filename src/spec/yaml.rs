@@ -157,11 +157,36 @@ pub fn parse_tree(text: &str) -> Result<Option<Node>, YamlProblem> {
             Err(err) => {
                 let at = offsets.byte(err.marker().index());
                 let end = next_char_boundary(text, at);
+                let mut labels = vec![(at..end, err.info().to_string())];
+                // Inside a `[...]` or `{...}` the parser reads on across lines, so the error
+                // often shows up well after the real mistake: an unclosed bracket.
+                let open_flow = stack.iter().rev().find_map(|f| {
+                    let start = match f {
+                        Frame::Seq { start, .. } | Frame::Map { start, .. } => *start,
+                    };
+                    match text.as_bytes().get(start) {
+                        Some(b'[') => Some((start, "list", ']')),
+                        Some(b'{') => Some((start, "mapping", '}')),
+                        _ => None,
+                    }
+                });
+                let help = if err.info().contains("tab") {
+                    "indent with spaces; YAML does not allow tabs for indentation".to_string()
+                } else if let Some((start, what, close)) = open_flow {
+                    labels.push((start..start + 1, format!("this {what} is still open here")));
+                    format!(
+                        "the error is at or before the marked place; check that the {what} opened with `{}` is closed with `{close}`",
+                        &text[start..start + 1]
+                    )
+                } else {
+                    "the error is at or before the marked place; fix the YAML syntax there"
+                        .to_string()
+                };
                 return Err(YamlProblem {
                     code: "yaml::syntax",
                     message: format!("invalid YAML: {}", err.info()),
-                    help: Some("fix the YAML syntax at the marked place".into()),
-                    labels: vec![(at..end, err.info().to_string())],
+                    help: Some(help),
+                    labels,
                 });
             }
         };

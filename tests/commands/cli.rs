@@ -105,6 +105,7 @@ fn cli_against(server: TestServer) {
         "schedules.md",
         "secrets.md",
         "secret-from-stdin.toml",
+        "secret-empty.toml",
         "runs.md",
         "unknown-project.md",
     ] {
@@ -214,6 +215,30 @@ fn login_stores_the_token_privately_and_commands_use_it() {
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     assert_eq!(stored["org"], "acme");
     assert_eq!(stored["token"], owner.as_str());
+
+    // With no project named or remembered, the commands use cloud.yml's `project`.
+    std::fs::write(
+        dir.path().join("cloud.yml"),
+        "version: 1\nproject: jaffle-shop\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &config, &["deployment", "list"], None);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(org acme, project jaffle-shop)"), "{err}");
+    // ... also through --file and --chdir.
+    std::fs::rename(dir.path().join("cloud.yml"), dir.path().join("other.yml")).unwrap();
+    let out = cli(dir.path(), &config, &["deployment", "list"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("target::no_project"));
+    let out = cli(
+        dir.path(),
+        &config,
+        &["--file", "other.yml", "deployment", "list"],
+        None,
+    );
+    ok(&out);
+    std::fs::remove_file(dir.path().join("other.yml")).unwrap();
 
     // Without --api-url or a token, the stored ones are used; defaults are remembered.
     // A project is found by id as well as by name.
@@ -345,7 +370,22 @@ fn commands_work_against_the_local_control_plane() {
     let table = ok(&narrow);
     assert!(table.lines().count() == 3, "{table}");
     assert!(table.lines().all(|l| l.chars().count() <= 50), "{table}");
-    assert!(table.contains('…'), "{table}");
+    // Names a user copies into the next command are never cut; headers neither.
+    assert!(table.contains("production  daily-refresh"), "{table}");
+    assert!(table.lines().next().unwrap().contains("ENABLED"), "{table}");
+    // Too narrow for the key columns: the table overflows rather than cut a name.
+    let narrow = Command::new(BIN)
+        .current_dir(dir)
+        .args(["schedule", "list"])
+        .env("MELTANO_CLOUD_CONFIG_PATH", &config)
+        .env("COLUMNS", "20")
+        .env_remove("MELTANO_CLOUD_API_URL")
+        .env_remove("MELTANO_CLOUD_TOKEN")
+        .env_remove("MELTANO_CLOUD_PROJECT")
+        .output()
+        .unwrap();
+    let table = ok(&narrow);
+    assert!(table.contains("production  daily-refresh"), "{table}");
     let out = run(&["schedule", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let enabled: Vec<&str> = list

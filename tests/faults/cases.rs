@@ -402,7 +402,7 @@ fn a_crashed_apply_leaves_a_lock_that_force_unlock_or_the_ttl_frees() {
     assert!(env.snapshot()["lock"].is_null());
 
     // A holder that stopped renewing: its lock expires after the TTL it asked for.
-    let body = r#"{"lock_id":"crashed-holder-lock","holder":"ci@gone","operation":"apply","ttl_seconds":2}"#;
+    let body = r#"{"lock_id":"crashed-holder-lock","holder":"ci@gone","operation":"apply","ttl_seconds":15}"#;
     let out = Command::new("curl")
         .args(["-sS", "-f", "-X", "POST", "-H"])
         .arg(format!("Authorization: Bearer {}", env.token))
@@ -420,7 +420,13 @@ fn a_crashed_apply_leaves_a_lock_that_force_unlock_or_the_ttl_frees() {
     let out = env.run(&["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(flat(&texts(&out).1).contains("crashed-holder-lock"));
-    std::thread::sleep(Duration::from_millis(2500));
+    // Long enough that the refused apply above cannot outlive it on a loaded machine;
+    // then wait for the expiry itself rather than for a fixed time.
+    wait_for(
+        "the abandoned lock to expire",
+        Duration::from_secs(40),
+        || env.snapshot()["lock"].is_null(),
+    );
     env.expect(&["apply", "--auto-approve"], 0);
     assert_eq!(env.enabled().len(), D);
 }

@@ -144,9 +144,7 @@ impl ApiError {
                      and retry"
                         .into()
                 }),
-                422 | 400 => {
-                    Some("the server rejected the request as invalid; see its detail above".into())
-                }
+                422 | 400 => Some(invalid_help(self.detail().unwrap_or_default())),
                 429 => {
                     Some("the control plane is rate limiting requests; retry in a moment".into())
                 }
@@ -303,5 +301,57 @@ impl Diagnostic for ApiError {
     }
 }
 
+/// Help for a 400/422: when the detail names a value (in backticks) and lists the allowed
+/// ones (`(defined: a, b)`), suggest the closest; otherwise say to correct the named value.
+fn invalid_help(detail: &str) -> String {
+    let generic = "correct the value the message names and retry".to_string();
+    let mut ticks = detail.splitn(3, '`');
+    let given = match (ticks.next(), ticks.next(), ticks.next()) {
+        (Some(_), Some(name), Some(_)) if !name.is_empty() => name,
+        _ => return generic,
+    };
+    let Some(start) = detail.find("(defined: ") else {
+        return generic;
+    };
+    let rest = &detail[start + "(defined: ".len()..];
+    let Some(end) = rest.find(')') else {
+        return generic;
+    };
+    let allowed: Vec<&str> = rest[..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let closest = allowed
+        .iter()
+        .map(|c| (strsim::jaro_winkler(given, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c);
+    match closest {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => format!("use one of: {}", allowed.join(", ")),
+    }
+}
+
 /// Short alias used by every client method.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::invalid_help;
+
+    #[test]
+    fn invalid_values_get_a_suggestion() {
+        let detail = "environment `production` is not defined in meltano.yml at commit \
+                      e3980fc9a62f (defined: dev, prod)";
+        assert_eq!(invalid_help(detail), "did you mean `prod`?");
+        let detail = "environment `nowhere` is not defined in meltano.yml at commit e3980fc9a62f \
+                      (defined: dev, staging, prod)";
+        assert_eq!(invalid_help(detail), "use one of: dev, staging, prod");
+        assert_eq!(
+            invalid_help("ttl_seconds must be between 1 and 86400"),
+            "correct the value the message names and retry"
+        );
+    }
+}

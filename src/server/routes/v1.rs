@@ -424,6 +424,12 @@ pub async fn set_secret(
 ) -> Result<StatusCode, ApiError> {
     auth.project(&state, &org, &pid, Role::Maintainer, "set secrets")
         .await?;
+    if crate::secrets::set_by_executor(&body.name) {
+        return Err(ApiError::unprocessable(format!(
+            "secret name `{}` is reserved: every run sets it itself, so the secret would never take effect; choose another name",
+            body.name
+        )));
+    }
     state
         .store
         .set_secret(&pid, &body.name, &body.value, body.fingerprint.as_deref())
