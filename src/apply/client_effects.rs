@@ -36,11 +36,12 @@ impl Effects for ClientEffects<'_> {
         environment: &str,
         git_rev: &str,
         force: bool,
+        protected: Option<bool>,
     ) -> Result<(), String> {
         let body = DeploymentRequest {
             environment_name: environment.into(),
             git_rev: git_rev.into(),
-            protected: None,
+            protected,
         };
         let query = DeployQuery {
             force: force.then_some(true),

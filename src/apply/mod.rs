@@ -33,6 +33,7 @@ pub trait Effects: Sync {
         environment: &str,
         git_rev: &str,
         force: bool,
+        protected: Option<bool>,
     ) -> impl Future<Output = Result<(), String>> + Send;
     fn delete_deployment(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
     fn set_schedule_enabled(
@@ -113,7 +114,9 @@ pub fn verbs(c: &Change) -> (&'static str, &'static str) {
     match (&c.operation, c.action) {
         (Operation::SetScheduleEnabled { enabled: true, .. }, _) => ("Enabling", "Enabled"),
         (Operation::SetScheduleEnabled { enabled: false, .. }, _) => ("Disabling", "Disabled"),
-        (Operation::Deploy { .. }, Action::Update) => ("Redeploying", "Redeployed"),
+        (Operation::Deploy { .. }, Action::Update) if crate::plan::planner::is_redeploy(c) => {
+            ("Redeploying", "Redeployed")
+        }
         (_, Action::Create) => ("Creating", "Created"),
         (_, Action::Update) => ("Updating", "Updated"),
         (_, Action::Delete) => ("Destroying", "Destroyed"),
@@ -181,7 +184,12 @@ async fn perform<E: Effects>(
             environment,
             git_rev,
             force,
-        } => effects.deploy(name, environment, git_rev, *force).await,
+            protected,
+        } => {
+            effects
+                .deploy(name, environment, git_rev, *force, *protected)
+                .await
+        }
         Operation::DeleteDeployment { name } => effects.delete_deployment(name).await,
         Operation::SetScheduleEnabled {
             deployment,

@@ -30,7 +30,14 @@ impl Effects for Recorder {
     async fn delete_secret(&self, name: &str) -> Result<(), String> {
         self.call(format!("delete_secret {name}"))
     }
-    async fn deploy(&self, name: &str, _e: &str, _r: &str, _f: bool) -> Result<(), String> {
+    async fn deploy(
+        &self,
+        name: &str,
+        _e: &str,
+        _r: &str,
+        _f: bool,
+        _p: Option<bool>,
+    ) -> Result<(), String> {
         self.call(format!("deploy {name}"))
     }
     async fn delete_deployment(&self, name: &str) -> Result<(), String> {
@@ -42,6 +49,8 @@ impl Effects for Recorder {
 }
 
 fn change(address: &str, kind: Kind, action: Action, op: Operation, deps: &[&str]) -> Change {
+    // As the planner words it: a deploy that updates is a redeploy.
+    let reason = matches!(op, Operation::Deploy { .. }).then(|| "redeploy: rev moved".to_string());
     Change {
         address: address.into(),
         kind,
@@ -51,7 +60,7 @@ fn change(address: &str, kind: Kind, action: Action, op: Operation, deps: &[&str
         after: None,
         sensitive: vec![],
         unknown_after: vec![],
-        reason: None,
+        reason,
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         operation: op,
     }
@@ -81,6 +90,7 @@ fn sample() -> Plan {
                     environment: "prod".into(),
                     git_rev: "main".into(),
                     force: true,
+                    protected: Some(false),
                 },
                 &[],
             ),
@@ -93,6 +103,7 @@ fn sample() -> Plan {
                     environment: "prod".into(),
                     git_rev: "main".into(),
                     force: false,
+                    protected: Some(false),
                 },
                 &[],
             ),
@@ -228,6 +239,7 @@ fn progress_line_shape() {
             environment: "prod".into(),
             git_rev: "main".into(),
             force: false,
+            protected: Some(false),
         },
         &[],
     );

@@ -307,6 +307,8 @@ async fn apply_saved(global: &GlobalArgs, args: &Args, file: &Path) -> miette::R
         let values = until_interrupted(async {
             let snapshot = target.client.snapshot(&target.org, &pid).await?;
             if snapshot.revision != saved.revision {
+                // Once, and naming the project: where the refused plan was headed.
+                print(&format!("{}\n", target.description))?;
                 return Err(ApplyError::Stale {
                     planned: saved.revision,
                     current: snapshot.revision,

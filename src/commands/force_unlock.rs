@@ -25,6 +25,23 @@ pub enum UnlockError {
     #[error("refusing to ask for confirmation: stdin is not a terminal")]
     #[diagnostic(code(force_unlock::no_terminal), help("pass --yes to remove the lock"))]
     NotATerminal,
+    #[error(
+        "lock `{asked}` is not the lock held on project {project}: `{held}` is, held by {holder} for {operation} since {since}"
+    )]
+    #[diagnostic(
+        code(force_unlock::other_lock),
+        help(
+            "check the id; if that lock is the stuck one, run `meltano-cloud force-unlock {held}`"
+        )
+    )]
+    OtherLock {
+        asked: String,
+        project: String,
+        held: String,
+        holder: String,
+        operation: String,
+        since: String,
+    },
     #[error("Force-unlock cancelled.")]
     #[diagnostic(code(force_unlock::cancelled), help("only `yes` removes the lock"))]
     Cancelled,
@@ -42,6 +59,32 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
     let target = target::connect(global, hint.as_deref()).await?;
     let project = target.project()?.clone();
     target.announce(global);
+    // Look first, so a wrong id or a lock already gone is told before anything is asked.
+    let snapshot = target
+        .client
+        .snapshot(&target.org, &project.project_id)
+        .await?;
+    match snapshot.lock {
+        None => {
+            print(&format!(
+                "No lock is held on project {}; nothing to remove.\n",
+                project.project_name
+            ))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(held) if held.lock_id != args.lock_id => {
+            return Err(UnlockError::OtherLock {
+                asked: args.lock_id.clone(),
+                project: project.project_name.clone(),
+                held: held.lock_id,
+                holder: held.holder,
+                operation: held.operation,
+                since: held.acquired_at,
+            }
+            .into());
+        }
+        Some(_) => {}
+    }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             return Err(UnlockError::NotATerminal.into());

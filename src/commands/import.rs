@@ -101,6 +101,9 @@ pub fn render(snapshot: &Snapshot, meltano_project: &str, sops_file: &str) -> St
         let _ = writeln!(out, "  {}:", scalar(&dep.deployment_name));
         let _ = writeln!(out, "    environment: {}", scalar(&dep.environment_name));
         let _ = writeln!(out, "    git_rev: {}", scalar(&dep.git_rev));
+        if dep.protected {
+            let _ = writeln!(out, "    protected: true");
+        }
         let list: Vec<String> = enabled.iter().map(|s| scalar(s)).collect();
         let _ = writeln!(out, "    schedules: [{}]", list.join(", "));
     }
@@ -152,21 +155,32 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         path: path.display().to_string(),
         source,
     })?;
+    let secrets = snapshot
+        .secrets
+        .iter()
+        .filter(|s| !crate::plan::desired::RESERVED_SECRETS.contains(&s.name.as_str()))
+        .count();
     print(&format!(
-        "Wrote {} with {} deployment(s) and {} secret reference(s) to fill in.\nRun `meltano-cloud plan` to check it matches the control plane.\n",
+        "Wrote {} with {} and {} to fill in.\nRun `meltano-cloud plan` to check it matches the control plane.\n",
         path.display(),
-        snapshot.deployments.len(),
-        snapshot
-            .secrets
-            .iter()
-            .filter(|s| !crate::plan::desired::RESERVED_SECRETS.contains(&s.name.as_str()))
-            .count()
+        count(snapshot.deployments.len(), "deployment", "deployments"),
+        count(secrets, "secret reference", "secret references"),
     ))?;
     if let Err(err) = crate::spec::load(&path) {
-        eprintln!(
-            "Warning: the written file does not validate yet:\n{:?}",
-            miette::Report::new(err)
-        );
+        // The file is written either way: each problem is a warning to fix next.
+        for mut d in err.diagnostics {
+            d.severity = crate::spec::Severity::Warning;
+            if d.code == "spec::meltano_missing" {
+                d.help = Some(
+                    "run `import` in the folder that holds meltano.yml, or edit `meltano_project` in the written file".into(),
+                );
+            }
+            eprintln!("{:?}", miette::Report::new(d));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -105,6 +105,7 @@ pub async fn load_desired(global: &GlobalArgs) -> miette::Result<Desired> {
 pub fn context(target: &Target, snapshot: &Snapshot, targets: &[String]) -> PlanContext {
     PlanContext {
         control_plane: target.description.clone(),
+        api_url: target.client.base_url().to_string(),
         org: target.org.clone(),
         project_name: snapshot.project.project_name.clone(),
         project_id: snapshot.project.project_id.clone(),
@@ -150,6 +151,7 @@ pub fn saved_plan(
         meltano_cloud_version: env!("CARGO_PKG_VERSION").into(),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         control_plane: ctx.control_plane.clone(),
+        api_url: ctx.api_url.clone(),
         org: ctx.org.clone(),
         project_id: ctx.project_id.clone(),
         project_name: ctx.project_name.clone(),

@@ -24,6 +24,7 @@ pub struct Args {
 pub fn context(saved: &SavedPlan) -> PlanContext {
     PlanContext {
         control_plane: saved.control_plane.clone(),
+        api_url: saved.api_url.clone(),
         org: saved.org.clone(),
         project_name: saved.project_name.clone(),
         project_id: saved.project_id.clone(),

@@ -1,5 +1,8 @@
-//! Resolving tracked revs to commits in the local repository with the `git` binary. Kept
-//! apart from the planner, which does no I/O.
+//! Client side: resolving tracked revs to commits in the user's checkout with the `git`
+//! binary, best effort (`None` when unknown), `origin/<rev>` first. Kept apart from the
+//! planner, which does no I/O. The control plane resolves revs authoritatively in its own
+//! mirrors with `crate::gitrepo` (errors, clone keys); a rev this module cannot resolve only
+//! makes the plan note that a moved rev is not detected.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

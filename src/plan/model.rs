@@ -86,6 +86,10 @@ pub enum Operation {
         git_rev: String,
         /// Redeploy even when environment and git_rev are unchanged (the tracked rev moved).
         force: bool,
+        /// The `protected` flag to record; `None` (plans saved before the flag existed)
+        /// keeps the remote value.
+        #[serde(default)]
+        protected: Option<bool>,
     },
     DeleteDeployment {
         name: String,

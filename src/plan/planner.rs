@@ -40,6 +40,15 @@ pub enum PlanError {
         )
     )]
     Protected { name: String },
+
+    #[error("deployment `{name}` is protected on the control plane and cannot be deleted")]
+    #[diagnostic(
+        code(plan::protected_delete),
+        help(
+            "to delete it, declare it in cloud.yml with `protected: false` and apply first; then remove it (with `prune.deployments: true`) or plan with --destroy"
+        )
+    )]
+    ProtectedDelete { name: String },
 }
 
 /// Order in which apply runs the groups of changes.
@@ -233,6 +242,7 @@ fn deployment_attrs(d: &DeploymentState) -> Map<String, Value> {
         ("environment", json!(d.deployment.environment_name)),
         ("git_rev", json!(d.deployment.git_rev)),
         ("commit", json!(d.deployment.git_rev_hash)),
+        ("protected", json!(d.deployment.protected)),
     ])
 }
 
@@ -269,6 +279,9 @@ fn plan_deployments(
         let have = remote_by_name.get(name.as_str()).copied();
         if options.destroy {
             if let Some(have) = have {
+                if have.deployment.protected {
+                    return Err(PlanError::ProtectedDelete { name: name.clone() });
+                }
                 if want.protected {
                     return Err(PlanError::Protected { name: name.clone() });
                 }
@@ -280,7 +293,7 @@ fn plan_deployments(
             continue;
         }
         let deploy = plan_one_deployment(want, have, notes);
-        let redeploys = deploy.action != Action::NoOp;
+        let redeploys = is_redeploy(&deploy);
         plan_schedules(desired, want, have, redeploys, changes, notes);
         changes.push(deploy);
     }
@@ -294,6 +307,10 @@ fn plan_deployments(
             continue;
         }
         if desired.prune_deployments {
+            // The flag recorded remotely guards even once the entry left cloud.yml.
+            if have.deployment.protected {
+                return Err(PlanError::ProtectedDelete { name: name.clone() });
+            }
             changes.push(deployment_delete(
                 have,
                 "not declared in cloud.yml and prune.deployments is on",
@@ -307,6 +324,19 @@ fn plan_deployments(
         }
     }
     Ok(())
+}
+
+/// Whether a deployment change replaces its commit and schedule set (a change of only the
+/// `protected` flag does not).
+pub fn is_redeploy(c: &Change) -> bool {
+    match c.action {
+        Action::Create => true,
+        Action::Update => c
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("redeploy:")),
+        _ => false,
+    }
 }
 
 fn plan_one_deployment(
@@ -326,6 +356,7 @@ fn plan_one_deployment(
         ("environment", json!(want.environment)),
         ("git_rev", json!(want.git_rev)),
         ("commit", commit),
+        ("protected", json!(want.protected)),
     ]);
     let unknown_after = if want.commit.is_none() {
         vec!["commit".to_string()]
@@ -359,6 +390,7 @@ fn plan_one_deployment(
                 environment: want.environment.clone(),
                 git_rev: want.git_rev.clone(),
                 force: false,
+                protected: Some(want.protected),
             },
         };
     };
@@ -390,6 +422,14 @@ fn plan_one_deployment(
             short(want.commit.as_deref().unwrap_or_default())
         ));
     }
+    // A flag-only change updates the deployment in place; it is not a redeploy.
+    let redeploy = !reasons.is_empty();
+    if d.protected != want.protected {
+        reasons.push(format!(
+            "protected changed from {} to {}",
+            d.protected, want.protected
+        ));
+    }
     let before = deployment_attrs(have);
     if reasons.is_empty() {
         return Change {
@@ -406,7 +446,7 @@ fn plan_one_deployment(
             operation: Operation::None,
         };
     }
-    let only_moved = moved && reasons.len() == 1;
+    let only_moved = moved && !rev_changed && d.environment_name == want.environment;
     Change {
         address,
         kind: Kind::Deployment,
@@ -416,13 +456,18 @@ fn plan_one_deployment(
         after: Some(after),
         sensitive: vec![],
         unknown_after,
-        reason: Some(format!("redeploy: {}", reasons.join("; "))),
+        reason: Some(if redeploy {
+            format!("redeploy: {}", reasons.join("; "))
+        } else {
+            reasons.join("; ")
+        }),
         depends_on: vec![],
         operation: Operation::Deploy {
             name: name.clone(),
             environment: want.environment.clone(),
             git_rev: want.git_rev.clone(),
             force: only_moved,
+            protected: Some(want.protected),
         },
     }
 }

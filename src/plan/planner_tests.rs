@@ -620,3 +620,80 @@ fn target_keeps_the_targeted_changes_and_their_dependencies() {
     assert!(!p.has_changes());
     assert_eq!(p.notes.last().unwrap().kind, "target");
 }
+
+#[test]
+fn a_remotely_protected_deployment_is_never_planned_for_deletion() {
+    let mut prod = remote_dep("production", "prod", "main", OLD, &[]);
+    prod.deployment.protected = true;
+    let s = snapshot(vec![prod, remote_dep("dev", "prod", "main", OLD, &[])], &[]);
+    // The entry left cloud.yml and prune is on: the remote flag still guards it.
+    let mut d = desired(&[("dev", "prod", "main", Some(OLD), &[])], &[]);
+    d.prune_deployments = true;
+    let err = plan(&d, &s, &PlanOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::ProtectedDelete {
+            name: "production".into()
+        }
+    );
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert!(
+        help.contains("`protected: false` and apply first"),
+        "{help}"
+    );
+
+    // --destroy with the entry declared unprotected but not yet applied.
+    let d = desired(&[("production", "prod", "main", Some(OLD), &[])], &[]);
+    let opts = PlanOptions {
+        destroy: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan(&d, &s, &opts).unwrap_err(),
+        PlanError::ProtectedDelete {
+            name: "production".into()
+        }
+    );
+}
+
+#[test]
+fn a_changed_protected_flag_is_an_update_that_is_not_a_redeploy() {
+    let s = snapshot(
+        vec![remote_dep(
+            "production",
+            "prod",
+            "main",
+            OLD,
+            &[("daily", true)],
+        )],
+        &[],
+    );
+    let mut d = desired(
+        &[("production", "prod", "main", Some(OLD), &["daily"])],
+        &["daily"],
+    );
+    d.deployments.get_mut("production").unwrap().protected = true;
+    let p = run(&d, &s);
+    assert_eq!(lines(&p), ["deployment.production update"]);
+    let c = p.effective().next().unwrap();
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("protected changed from false to true")
+    );
+    assert_eq!(c.before.as_ref().unwrap()["protected"], false);
+    assert_eq!(c.after.as_ref().unwrap()["protected"], true);
+    assert!(matches!(
+        c.operation,
+        Operation::Deploy {
+            force: false,
+            protected: Some(true),
+            ..
+        }
+    ));
+    assert!(!crate::plan::planner::is_redeploy(c));
+
+    // Once recorded, the same cloud.yml plans nothing.
+    let mut s = s;
+    s.deployments[0].deployment.protected = true;
+    assert!(!run(&d, &s).has_changes());
+}

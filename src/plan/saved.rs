@@ -24,6 +24,9 @@ pub struct SavedPlan {
     pub created_at: String,
     /// The control plane line printed when planning.
     pub control_plane: String,
+    /// The control plane's API URL.
+    #[serde(default)]
+    pub api_url: String,
     pub org: String,
     pub project_id: String,
     pub project_name: String,

@@ -348,6 +348,15 @@ fn a_stale_saved_plan_is_rejected_and_a_fresh_one_applies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(flat(&stderr).contains("Saved plan is stale"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        format!("{stdout}{stderr}")
+            .matches("Control plane:")
+            .count(),
+        1,
+        "the header is printed once: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("project jaffle-shop)"), "{stdout}");
     assert!(
         env.snapshot()["deployments"].as_array().unwrap().len() == 1,
         "nothing applied"
@@ -448,12 +457,27 @@ fn force_unlock_removes_a_stuck_lock() {
         &lock_path,
         Some(r#"{"lock_id":"stuck","holder":"ci run 7","operation":"apply","ttl_seconds":3600}"#),
     );
+    let out = env.run(&["force-unlock", "123"]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("force_unlock::other_lock"), "{stderr}");
+    assert!(
+        stderr.contains("`stuck` is, held by ci run 7 for apply since"),
+        "{stderr}"
+    );
+    // (miette may wrap at the hyphen of `force-unlock`.)
+    assert!(stderr.contains("unlock stuck`"), "{stderr}");
     let out = env.run(&["force-unlock", "stuck"]);
     assert_eq!(out.status.code(), Some(1), "asks, and stdin is no terminal");
     assert!(flat(&String::from_utf8_lossy(&out.stderr)).contains("pass --yes"));
     let out = env.expect(&["force-unlock", "stuck", "--yes"], 0);
     assert!(
         out.contains("Lock stuck of project jaffle-shop was removed."),
+        "{out}"
+    );
+    let out = env.expect(&["force-unlock", "stuck"], 0);
+    assert!(
+        out.contains("No lock is held on project jaffle-shop; nothing to remove."),
         "{out}"
     );
     env.expect(&["apply", "--auto-approve"], 0);
@@ -549,11 +573,55 @@ fn apply_in_ci_refuses_the_local_fallback() {
 #[test]
 fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
     let env = Env::new(Store::Sqlite);
-    env.expect(&["apply", "--auto-approve"], 0);
+    let out = env.expect(&["apply", "--auto-approve"], 0);
+    assert!(out.contains("Apply complete"), "{out}");
+    let snap = env.snapshot();
+    let protected: Vec<(String, bool)> = snap["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deployment_name"].as_str().unwrap().to_string(),
+                d["protected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(protected.contains(&("production".into(), true)), "{snap}");
+    assert!(protected.contains(&("staging".into(), false)), "{snap}");
+
+    // Removing the entry does not remove the guard: the control plane remembers it.
+    let empty = "version: 1\nproject: jaffle-shop\ndeployments: {}\nprune:\n  deployments: true\n";
+    env.write("cloud.yml", empty);
+    let out = env.run(&["plan"]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("plan::protected_delete"), "{stderr}");
+    assert!(
+        stderr.contains("deployment `production` is protected on the control plane"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`protected: false` and apply first"),
+        "{stderr}"
+    );
+
+    // Unprotect first (a flag-only update, not a redeploy), then deleting all needs a flag.
     env.write(
         "cloud.yml",
-        "version: 1\nproject: jaffle-shop\ndeployments: {}\nprune:\n  deployments: true\n",
+        &CLOUD_YML.replace("protected: true", "protected: false"),
     );
+    let out = env.expect(&["plan", "--detailed-exitcode"], 2);
+    assert!(
+        out.contains("# (protected changed from true to false)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{out}"
+    );
+    env.expect(&["apply", "--auto-approve"], 0);
+    env.write("cloud.yml", empty);
     let out = env.run(&["plan"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
@@ -571,6 +639,7 @@ fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
         "{out}"
     );
 
+    // Protected in cloud.yml only (not yet applied): --destroy still refuses.
     env.write("cloud.yml", CLOUD_YML);
     let out = env.run(&["plan", "--destroy"]);
     assert_eq!(out.status.code(), Some(1));
@@ -578,6 +647,23 @@ fn destroying_everything_needs_a_flag_and_protected_deployments_stay() {
         String::from_utf8_lossy(&out.stderr)
             .contains("deployment `production` is protected and cannot be deleted")
     );
+    // Protected remotely: --destroy refuses whatever cloud.yml says.
+    env.expect(&["apply", "--auto-approve"], 0);
+    env.write(
+        "cloud.yml",
+        &CLOUD_YML.replace("protected: true", "protected: false"),
+    );
+    let out = env.run(&["plan", "--destroy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        flat_str(&out.stderr).contains("deployment `production` is protected on the control plane"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn flat_str(b: &[u8]) -> String {
+    flat(&String::from_utf8_lossy(b))
 }
 
 #[test]
@@ -598,7 +684,7 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
     assert_eq!(out.status.code(), Some(1), "refuses to overwrite");
     let out = env.expect(&["import", "--force", "--project", "jaffle-shop"], 0);
     assert!(
-        out.contains("Wrote cloud.yml with 2 deployment(s) and 1 secret reference(s)"),
+        out.contains("Wrote cloud.yml with 2 deployments and 1 secret reference to fill in."),
         "{out}"
     );
     let written = std::fs::read_to_string(env.path("cloud.yml")).unwrap();
@@ -607,9 +693,34 @@ fn import_writes_a_cloud_yml_that_plans_no_changes() {
         "{written}"
     );
     assert!(
+        written.contains("    git_rev: main\n    protected: true\n"),
+        "protected round-trips: {written}"
+    );
+    assert!(
         written.contains("#   TAP_GITLAB_PASSWORD: { sops: secrets/jaffle-shop.sops.yaml }"),
         "{written}"
     );
+    // Outside the Meltano project the file is still written, with one warning per problem.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("cloud.yml");
+    let out = env.run(&[
+        "import",
+        "--project",
+        "jaffle-shop",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(file.exists());
+    assert!(stderr.contains("spec::meltano_missing"), "{stderr}");
+    assert!(stderr.contains("⚠"), "a warning, not an error: {stderr}");
+    assert!(!stderr.contains("×"), "{stderr}");
+    assert!(
+        stderr.contains("run `import` in the folder that holds meltano.yml"),
+        "{stderr}"
+    );
+
     let plan = env.expect(&["plan", "--detailed-exitcode"], 0);
     assert!(plan.contains("No changes."), "{plan}");
     assert!(

@@ -42,7 +42,11 @@ pub fn document(ctx: &PlanContext, plan: &Plan) -> Value {
     json!({
         "format_version": FORMAT_VERSION,
         "meltano_cloud_version": env!("CARGO_PKG_VERSION"),
-        "control_plane": ctx.control_plane,
+        "control_plane": {
+            "url": ctx.api_url,
+            "org": ctx.org,
+            "project": ctx.project_name,
+        },
         "org": ctx.org,
         "project": { "id": ctx.project_id, "name": ctx.project_name },
         "revision": ctx.revision,

@@ -150,8 +150,10 @@ fn diff_line(line: &str) -> String {
     if !matches!(chars.next(), Some(' ')) {
         return line.to_string();
     }
+    // The symbol moves to column 0 (where `diff` highlighting looks for it) and its old
+    // place becomes a space, so every line keeps the text renderer's alignment.
     let rest = &trimmed[1..];
-    format!("{symbol}{}{rest}", " ".repeat(indent.saturating_sub(1)))
+    format!("{symbol}{}{rest}", " ".repeat(indent))
 }
 
 fn escape(s: &str) -> String {

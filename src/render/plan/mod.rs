@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct PlanContext {
     /// The `Control plane: ...` line of the target.
     pub control_plane: String,
+    /// The control plane's API URL (for machine-readable output).
+    #[serde(default)]
+    pub api_url: String,
     pub org: String,
     pub project_name: String,
     pub project_id: String,

@@ -160,7 +160,13 @@ pub fn representative() -> (PlanContext, Plan) {
                 ],
             ),
             remote("legacy", "prod", "v0.9", OLD, &[]),
-        ],
+        ]
+        .into_iter()
+        .map(|mut d| {
+            d.deployment.protected = d.deployment.deployment_name == "production";
+            d
+        })
+        .collect(),
         vec![
             SecretInfo {
                 name: "TAP_GITLAB_PASSWORD".into(),
@@ -188,6 +194,7 @@ fn context(snap: &Snapshot) -> PlanContext {
     PlanContext {
         control_plane: "Control plane: https://cloud.example.com (org acme, project jaffle-shop)"
             .into(),
+        api_url: "https://cloud.example.com".into(),
         org: "acme".into(),
         project_name: snap.project.project_name.clone(),
         project_id: snap.project.project_id.clone(),
@@ -220,6 +227,7 @@ fn saved(ctx: &PlanContext, plan: &Plan) -> SavedPlan {
         meltano_cloud_version: "0.1.0".into(),
         created_at: "2026-11-30T04:00:00Z".into(),
         control_plane: ctx.control_plane.clone(),
+        api_url: ctx.api_url.clone(),
         org: ctx.org.clone(),
         project_id: ctx.project_id.clone(),
         project_name: ctx.project_name.clone(),
@@ -286,6 +294,10 @@ fn json_is_versioned_and_has_no_secret_values() {
     let (ctx, p) = representative();
     let doc = json::document(&ctx, &p);
     assert_eq!(doc["format_version"], "1.0");
+    assert_eq!(
+        doc["control_plane"],
+        serde_json::json!({"url": "https://cloud.example.com", "org": "acme", "project": "jaffle-shop"})
+    );
     let changes = doc["changes"].as_array().unwrap();
     for c in changes {
         assert!(c["address"].is_string() && c["actions"].is_array());
@@ -328,4 +340,27 @@ fn markdown_within_a_tiny_budget_still_has_the_summary() {
     let md = markdown::render_within(&ctx, &p, 2_000);
     assert!(md.contains("**Plan: 51 to add, 0 to change, 0 to destroy.**"));
     assert!(md.chars().count() < 2_400, "{}", md.chars().count());
+}
+
+#[test]
+fn markdown_diff_lines_keep_the_text_alignment() {
+    let (ctx, p) = representative();
+    let md = markdown::render(&ctx, &p);
+    let text = anstream::adapter::strip_str(&text::render(&ctx, &p)).to_string();
+    assert!(
+        text.contains("\n      ~ value       = (sensitive value)\n"),
+        "{text}"
+    );
+    assert!(
+        md.contains("\n!       value       = (sensitive value)\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("\n!   secret \"TAP_GITLAB_PASSWORD\" {\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("\n        name        = \"TAP_GITLAB_PASSWORD\"\n"),
+        "{md}"
+    );
 }
