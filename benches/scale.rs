@@ -1,6 +1,6 @@
 //! `cargo bench --bench scale`: plan, validate and apply at scale against a real server on
 //! 127.0.0.1 with injected latency. Sizes come from `SCALE_*` variables (see
-//! docs/readme/scale.md); the table is printed and written to
+//! the README's "Scale and flaky networks" section); the table is printed and written to
 //! target/bench-results/scale.md (or `SCALE_OUT`).
 
 #[path = "../tests/support/mod.rs"]

@@ -53,7 +53,7 @@ pub enum Command {
 pub enum OrgCommand {
     /// Create an organization.
     Create {
-        /// Name (tenant resource key): lowercase letters, digits and dashes.
+        /// Name, e.g. `acme`: lowercase letters, digits and dashes (the API calls it the tenant resource key).
         name: String,
     },
 }
@@ -62,7 +62,7 @@ pub enum OrgCommand {
 pub enum ProjectCommand {
     /// Create a project and print its id.
     Create {
-        /// Organization (tenant resource key).
+        /// Organization name, e.g. `acme`.
         #[arg(long, value_name = "ORG")]
         org: String,
         /// Project name, unique in the organization.
@@ -77,7 +77,7 @@ pub enum ProjectCommand {
     },
     /// List an organization's projects.
     List {
-        /// Organization (tenant resource key).
+        /// Organization name, e.g. `acme`.
         #[arg(long, value_name = "ORG")]
         org: String,
     },
@@ -87,7 +87,7 @@ pub enum ProjectCommand {
 pub enum TokenCommand {
     /// Create a token and print it (the only time it is shown).
     Create {
-        /// Organization (tenant resource key).
+        /// Organization name, e.g. `acme`.
         #[arg(long, value_name = "ORG")]
         org: String,
         /// owner, maintainer or reader.
@@ -99,13 +99,13 @@ pub enum TokenCommand {
     },
     /// List an organization's tokens (ids and roles, never the tokens).
     List {
-        /// Organization (tenant resource key).
+        /// Organization name, e.g. `acme`.
         #[arg(long, value_name = "ORG")]
         org: String,
     },
     /// Revoke a token by id.
     Revoke {
-        /// Organization (tenant resource key).
+        /// Organization name, e.g. `acme`.
         #[arg(long, value_name = "ORG")]
         org: String,
         /// The token id (`tok_...`) from `token list`.
@@ -115,7 +115,7 @@ pub enum TokenCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
-    /// Organization (tenant resource key).
+    /// Organization name, e.g. `acme`.
     #[arg(long, value_name = "ORG")]
     pub org: String,
     /// Project name or id.

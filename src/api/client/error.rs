@@ -140,9 +140,7 @@ impl ApiError {
                      remove a stuck lock with `meltano-cloud force-unlock LOCK_ID`"
                         .into()
                 } else {
-                    "the object already exists or changed meanwhile; list the current state \
-                     and retry"
-                        .into()
+                    conflict_help(self.detail().unwrap_or_default()).into()
                 }),
                 422 | 400 => Some(invalid_help(self.detail().unwrap_or_default())),
                 429 => {
@@ -353,5 +351,33 @@ mod tests {
             invalid_help("ttl_seconds must be between 1 and 86400"),
             "correct the value the message names and retry"
         );
+    }
+}
+
+/// Help for a 409 other than a lock conflict, chosen by what the server says is in the way.
+fn conflict_help(detail: &str) -> &'static str {
+    if detail.contains("is protected") {
+        "protection guards a deployment from deletion; set `protected: false` for it in \
+         cloud.yml and run `meltano-cloud apply` first"
+    } else if detail.contains("already ended") {
+        "the execution is not running any more, so there is nothing to stop; see its result \
+         with `meltano-cloud history`"
+    } else {
+        "the object already exists or changed meanwhile; list the current state and retry"
+    }
+}
+
+#[cfg(test)]
+mod conflict_help_tests {
+    use super::conflict_help;
+
+    #[test]
+    fn names_the_way_out_of_each_conflict() {
+        assert!(
+            conflict_help("deployment `production` is protected and cannot be deleted")
+                .contains("protected: false")
+        );
+        assert!(conflict_help("execution `ab12` already ended (FAILED)").contains("history"));
+        assert!(conflict_help("project `x` exists").contains("list the current state"));
     }
 }

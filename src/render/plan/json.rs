@@ -1,4 +1,4 @@
-//! The machine-readable plan, `format_version` 1.0. Documented in docs/readme/plan-apply.md.
+//! The machine-readable plan, `format_version` 1.0. Documented in the README (Plan and apply, Output formats).
 //! Sensitive attributes are removed from `before`/`after` and only named in
 //! `sensitive_attributes`: the document never holds a secret value.
 
