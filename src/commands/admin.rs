@@ -1,34 +1,18 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use miette::miette;
 
 use crate::api::Role;
 use crate::cli::GlobalArgs;
-use crate::commands::server::{attach_key, data_dir, database_target, open_store};
+use crate::commands::server::{StoreArgs, attach_key, open_store};
 use crate::store::{SeedSize, Store, StoreError};
 
 /// Bootstrap a control plane by working on its database directly: organizations,
 /// projects, API tokens.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Database of the control plane (as `server --database-url`).
-    #[arg(
-        long,
-        env = "MELTANO_CLOUD_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
-
-    /// The server's data dir (where the key file lives with PostgreSQL).
-    #[arg(
-        long,
-        env = "MELTANO_CLOUD_DATA_DIR",
-        value_name = "DIR",
-        hide_env_values = true
-    )]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -143,8 +127,7 @@ fn store_error(e: StoreError) -> miette::Report {
 }
 
 pub async fn run(_global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
-    let data_dir = data_dir(args.data_dir);
-    let target = database_target(args.database_url.as_deref(), &data_dir)?;
+    let (data_dir, target) = args.store.resolve()?;
     let store = open_store(&target).await?;
     let result = command(&store, &target, &data_dir, args.command).await;
     store.close().await;

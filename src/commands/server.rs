@@ -11,17 +11,10 @@ use crate::server::{AppState, ServerConfig};
 use crate::store::crypto::KeySource;
 use crate::store::{DbTarget, Store, StoreError};
 
-/// Run the control plane: the Meltano Cloud API v1 and the GitOps extensions over HTTP.
-///
-/// State lives in SQLite (a file, created with its schema on first start) or PostgreSQL.
-/// Secret values are encrypted with the server key from MELTANO_CLOUD_SERVER_KEY, or from a
-/// key file created (mode 0600) beside the SQLite file or in the data dir on first start.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Address to listen on; port 0 picks a free port (the line `listening on ...` tells which).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: String,
-
+/// Where a control plane keeps its state; shared by `server` and `admin`, which must open the
+/// same database and key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
     /// Database: a SQLite file path or sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB
     /// [default: meltano-cloud.db in the data dir]
     #[arg(
@@ -41,6 +34,30 @@ pub struct Args {
         hide_env_values = true
     )]
     pub data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The data dir and the database inside or beside it.
+    pub fn resolve(&self) -> miette::Result<(PathBuf, DbTarget)> {
+        let dir = data_dir(self.data_dir.clone());
+        let target = database_target(self.database_url.as_deref(), &dir)?;
+        Ok((dir, target))
+    }
+}
+
+/// Run the control plane: the Meltano Cloud API v1 and the GitOps extensions over HTTP.
+///
+/// State lives in SQLite (a file, created with its schema on first start) or PostgreSQL.
+/// Secret values are encrypted with the server key from MELTANO_CLOUD_SERVER_KEY, or from a
+/// key file created (mode 0600) beside the SQLite file or in the data dir on first start.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port (the line `listening on ...` tells which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Print the OpenAPI 3.1 document of the API and exit.
     #[arg(long)]
@@ -166,7 +183,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
         latency: args.simulate_latency,
         faults,
     };
-    let data_dir = data_dir(args.data_dir);
+    let (data_dir, target) = args.store.resolve()?;
     std::fs::create_dir_all(&data_dir).map_err(|e| {
         miette!(
             code = "server::data_dir",
@@ -175,7 +192,6 @@ pub async fn run(global: &GlobalArgs, args: Args) -> miette::Result<ExitCode> {
             data_dir.display()
         )
     })?;
-    let target = database_target(args.database_url.as_deref(), &data_dir)?;
     let store = open_store(&target).await?;
     let store = attach_key(store, &target, &data_dir).await?;
 
